@@ -1,0 +1,278 @@
+#!/usr/bin/env node
+// A local OpenID Connect identity provider for tests and demos, built on
+// `oidc-provider` (v9). Binds 127.0.0.1 only; everything is kept in memory.
+//
+//   import { startIdp } from './examples/idp.mjs';
+//   const idp = await startIdp({ resource: 'http://127.0.0.1:9401/mcp' });
+//   ... idp.issuer, idp.stats.codeExchanges, await idp.revokeAllGrants() ...
+//   await idp.close();
+//
+// Run directly: `node examples/idp.mjs` (IDP_PORT, MCP_BACKEND_URL).
+
+import http from 'node:http';
+import { pathToFileURL } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { generateKeyPair, exportJWK } from 'jose';
+
+export const DEFAULT_SCOPE = 'openid profile email';
+const RESOURCE_SCOPE = 'openid profile email offline_access mcp:tools';
+
+/** Default clients. Redirect URIs of the native client are port-agnostic (see below). */
+export function defaultClients() {
+  return [
+    {
+      // Public native client, as used by the proxy: PKCE, no secret.
+      client_id: 'demo-client',
+      token_endpoint_auth_method: 'none',
+      application_type: 'native',
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: ['http://localhost:8080/auth/callback', 'http://127.0.0.1:8080/auth/callback'],
+    },
+    {
+      client_id: 'confidential-client',
+      client_secret: 'confidential-secret',
+      token_endpoint_auth_method: 'client_secret_basic',
+      application_type: 'native',
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: ['http://localhost:8080/auth/callback', 'http://127.0.0.1:8080/auth/callback'],
+    },
+    {
+      client_id: 'post-client',
+      client_secret: 'post-secret',
+      token_endpoint_auth_method: 'client_secret_post',
+      application_type: 'native',
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: ['http://localhost:8080/auth/callback', 'http://127.0.0.1:8080/auth/callback'],
+    },
+    {
+      client_id: 'service-client',
+      client_secret: 'service-secret',
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+    },
+  ];
+}
+
+/**
+ * Start the identity provider.
+ * @param {object} [opts]
+ * @param {number} [opts.port=0]                 0 = random free port
+ * @param {string} [opts.resource]               backend URL: audience of the JWT access tokens
+ * @param {number} [opts.accessTokenTtl=300]     seconds
+ * @param {number} [opts.refreshTokenTtl=86400]  seconds
+ * @param {boolean} [opts.rotateRefreshToken=true]
+ * @param {object[]} [opts.clients]              extra client metadata, added to the defaults
+ * @param {string} [opts.defaultScope]           applied to /auth requests without `scope`
+ * @param {boolean} [opts.quiet=true]            silence oidc-provider's dev-mode warnings
+ */
+export async function startIdp(opts = {}) {
+  const {
+    port = 0,
+    resource = 'http://127.0.0.1:9401/mcp',
+    accessTokenTtl = 300,
+    refreshTokenTtl = 86400,
+    rotateRefreshToken = true,
+    clients = [],
+    defaultScope = DEFAULT_SCOPE,
+    quiet = true,
+  } = opts;
+
+  // The issuer must be known when the Provider is constructed, so listen first.
+  const server = http.createServer();
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
+  const actualPort = server.address().port;
+  const issuer = `http://127.0.0.1:${actualPort}`;
+
+  // A fresh signing key per instance (avoids oidc-provider's shared dev keys).
+  const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+  const jwk = { ...(await exportJWK(privateKey)), kid: `k-${randomBytes(4).toString('hex')}`, use: 'sig', alg: 'RS256' };
+
+  const configuration = {
+    clients: [...defaultClients(), ...clients],
+    jwks: { keys: [jwk] },
+    cookies: { keys: [randomBytes(16).toString('hex')] },
+    scopes: ['openid', 'offline_access', 'profile', 'email'],
+    claims: {
+      openid: ['sub'],
+      profile: ['name', 'preferred_username'],
+      email: ['email', 'email_verified'],
+    },
+    // Any username logs in; it becomes the subject.
+    async findAccount(_ctx, sub) {
+      return {
+        accountId: sub,
+        async claims() {
+          return { sub, name: sub, preferred_username: sub, email: `${sub}@example.test`, email_verified: true };
+        },
+      };
+    },
+    pkce: { required: () => true },
+    // oidc-provider only issues refresh tokens when `offline_access` was granted, and it
+    // silently drops `offline_access` unless the request also has `prompt=consent`.
+    // Real IdPs (Keycloak, Entra, ...) hand out refresh tokens to code-flow clients anyway,
+    // and the proxy asks for `openid profile email` only: issue one whenever the client
+    // may use the refresh_token grant.
+    issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+    rotateRefreshToken,
+    // Without offline_access, tokens would be bound to the login session; keep them independent.
+    expiresWithSession: async () => false,
+    ttl: {
+      AccessToken: accessTokenTtl,
+      ClientCredentials: accessTokenTtl,
+      AuthorizationCode: 120,
+      RefreshToken: refreshTokenTtl,
+      IdToken: 3600,
+      Interaction: 600,
+      Session: 86400,
+      Grant: refreshTokenTtl,
+      DeviceCode: 600,
+    },
+    features: {
+      devInteractions: { enabled: true }, // plain HTML login + consent forms
+      resourceIndicators: {
+        enabled: true,
+        // No `resource` parameter => the backend is the audience.
+        defaultResource: async () => resource,
+        useGrantedResource: async () => true,
+        // Any resource indicator gets a JWT for the configured backend.
+        getResourceServerInfo: async () => ({
+          audience: resource,
+          scope: RESOURCE_SCOPE,
+          accessTokenFormat: 'jwt',
+          accessTokenTTL: accessTokenTtl,
+        }),
+      },
+      clientCredentials: { enabled: true },
+      deviceFlow: { enabled: true },
+      registration: { enabled: true },
+      revocation: { enabled: true },
+      introspection: { enabled: true },
+    },
+    clientBasedCORS: () => true,
+  };
+
+  const restoreWarn = quiet ? silenceAttention() : () => {};
+  let provider;
+  try {
+    // Imported lazily so the "Unsupported runtime" (Node 20) warning printed at import
+    // time can be silenced too.
+    const { default: Provider } = await import('oidc-provider');
+    provider = new Provider(issuer, configuration);
+  } finally {
+    restoreWarn();
+  }
+
+  // NOTE on RFC 8252 §7.3 (loopback redirect ports): oidc-provider 9 already ignores the
+  // port when comparing http://localhost|127.0.0.1|[::1] redirect URIs of clients with
+  // application_type "native" (Client#redirectUriAllowed -> stripLoopbackPort), so no
+  // override is needed. rig.test.mjs checks that a random callback port is accepted.
+
+  const stats = {
+    authorizationRequests: 0, // every hit on the authorization endpoint
+    authorizations: 0, // authorization requests that reached the login form
+    authorizationSuccesses: 0, // redirects back to the client with a code
+    authorizationErrors: 0,
+    codeExchanges: 0, // successful authorization_code grants
+    codeFailures: 0,
+    refreshes: 0, // successful refresh_token grants
+    refreshFailures: 0, // failed refresh_token grants (e.g. invalid_grant)
+    clientCredentials: 0,
+    grantErrors: [], // { grantType, error, description }
+  };
+  const grantIds = new Set();
+
+  const grantTypeOf = (ctx) => ctx.oidc?.params?.grant_type ?? ctx.oidc?.body?.grant_type;
+  provider.on('interaction.started', (_ctx, prompt) => {
+    if (prompt?.name === 'login') stats.authorizations += 1;
+  });
+  provider.on('authorization.success', () => { stats.authorizationSuccesses += 1; });
+  provider.on('authorization.error', () => { stats.authorizationErrors += 1; });
+  provider.on('grant.success', (ctx) => {
+    const type = grantTypeOf(ctx);
+    if (type === 'authorization_code') stats.codeExchanges += 1;
+    else if (type === 'refresh_token') stats.refreshes += 1;
+    else if (type === 'client_credentials') stats.clientCredentials += 1;
+  });
+  provider.on('grant.error', (ctx, err) => {
+    const type = grantTypeOf(ctx);
+    if (type === 'refresh_token') stats.refreshFailures += 1;
+    if (type === 'authorization_code') stats.codeFailures += 1;
+    stats.grantErrors.push({ grantType: type, error: err?.error ?? err?.message, description: err?.error_description });
+  });
+  provider.on('grant.saved', (grant) => grantIds.add(grant.jti));
+  provider.on('refresh_token.saved', (token) => token.grantId && grantIds.add(token.grantId));
+  // Keep test output clean; uncomment when debugging.
+  provider.on('server_error', (_ctx, err) => console.error('[idp] server_error', err));
+
+  provider.use(async (ctx, next) => {
+    // RFC 8414 metadata: same document as OIDC discovery.
+    if (ctx.path === '/.well-known/oauth-authorization-server') {
+      ctx.path = '/.well-known/openid-configuration';
+    }
+    if (ctx.path === '/auth' || ctx.path.startsWith('/auth?')) {
+      stats.authorizationRequests += 1;
+      // Apply a default scope (oidc-provider answers access_denied/invalid otherwise).
+      if (ctx.method === 'GET' && !ctx.query.scope) {
+        ctx.query = { ...ctx.query, scope: defaultScope };
+      }
+    }
+    await next();
+  });
+
+  server.on('request', provider.callback());
+
+  /** Revoke every grant (and so every refresh token) issued so far. */
+  async function revokeAllGrants() {
+    const ids = [...grantIds];
+    grantIds.clear();
+    for (const id of ids) {
+      await provider.RefreshToken.adapter.revokeByGrantId(id);
+      await provider.AuthorizationCode.adapter.revokeByGrantId(id);
+      await provider.Grant.adapter.destroy(id);
+    }
+    return ids.length;
+  }
+
+  async function close() {
+    await new Promise((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  }
+
+  return { issuer, port: actualPort, provider, server, stats, revokeAllGrants, close, resource };
+}
+
+// oidc-provider prints loud "attention" warnings for devInteractions/dev keys; hide them.
+function silenceAttention() {
+  const { warn, info } = console;
+  const filter = (orig) => (...args) => {
+    if (String(args[0] ?? '').includes('oidc-provider')) return;
+    orig(...args);
+  };
+  console.warn = filter(warn);
+  console.info = filter(info);
+  return () => { console.warn = warn; console.info = info; };
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const idp = await startIdp({
+    port: Number(process.env.IDP_PORT ?? 9400),
+    resource: process.env.MCP_BACKEND_URL ?? 'http://127.0.0.1:9401/mcp',
+    accessTokenTtl: Number(process.env.ACCESS_TOKEN_TTL ?? 300),
+    quiet: false,
+  });
+  console.error(`idp: issuer ${idp.issuer} (resource ${idp.resource})`);
+  console.error('idp: clients demo-client (public), confidential-client/confidential-secret, post-client/post-secret, service-client/service-secret');
+  const stop = async () => { await idp.close(); process.exit(0); };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}

@@ -1,0 +1,158 @@
+//! Sequences: argv → config → token source → bridge → exit code. The one place where the
+//! login and the bridge are wired together.
+
+use crate::auth::TokenManager;
+use crate::bridge::{self, stdio, Conn};
+use crate::cli::{self, Invocation};
+use crate::config::Config;
+use crate::error::{Error, ExitCode};
+use crate::token_cache;
+use std::io::Write;
+use std::sync::Arc;
+
+/// Run the command line `argv` (without the program name); returns the exit code.
+pub async fn run(argv: Vec<String>) -> i32 {
+    match dispatch(argv).await {
+        Ok(code) => code.code(),
+        Err(e) => {
+            eprintln!("{}", e.report());
+            e.exit_code().code()
+        }
+    }
+}
+
+async fn dispatch(argv: Vec<String>) -> Result<ExitCode, Error> {
+    let invocation = cli::parse(&argv)?;
+    match invocation {
+        Invocation::Info(text) => {
+            // --help/--version are asked for by a person, never by an MCP client.
+            let _ = std::io::stdout().write_all(text.as_bytes());
+            Ok(ExitCode::Ok)
+        }
+        Invocation::Proxy(config) => proxy(config).await,
+        Invocation::Login(config) => {
+            crate::log::init(config.log);
+            let tm = token_manager(&config, true)?;
+            let t = tm.tokens().await?;
+            eprintln!("authful-mcp-proxy: logged in{}; {}", who(&t), expiry(&t));
+            Ok(ExitCode::Ok)
+        }
+        Invocation::Token(config) => {
+            crate::log::init(config.log);
+            let tm = token_manager(&config, true)?;
+            let t = tm.access_token().await?;
+            let mut out = std::io::stdout();
+            let _ = out.write_all(t.expose().as_bytes()).and_then(|_| out.write_all(b"\n"));
+            Ok(ExitCode::Ok)
+        }
+        Invocation::Status { config, json } => status(config, json).await,
+        Invocation::Logout { config, all } => logout(config, all),
+    }
+}
+
+fn token_manager(config: &Config, interactive: bool) -> Result<Arc<TokenManager>, Error> {
+    let auth = config.auth.clone().ok_or(crate::config::ConfigError::MissingIssuer)?;
+    let http = crate::http::auth_client(config).map_err(Error::Runtime)?;
+    Ok(TokenManager::new(auth, http, interactive))
+}
+
+fn who(t: &token_cache::Tokens) -> String {
+    t.username.as_deref().or(t.subject.as_deref()).map(|u| format!(" as `{u}`")).unwrap_or_default()
+}
+
+fn expiry(t: &token_cache::Tokens) -> String {
+    match t.expires_at {
+        Some(exp) => {
+            let left = exp.saturating_sub(token_cache::now());
+            format!("the access token is valid for {}m{}s", left / 60, left % 60)
+        }
+        None => "the access token has no stated expiry".into(),
+    }
+}
+
+async fn proxy(config: Config) -> Result<ExitCode, Error> {
+    crate::log::init(config.log);
+    let url = config.backend_url.clone().expect("validated: proxy needs a backend");
+    let http = crate::http::backend_client(&config).map_err(Error::Runtime)?;
+    let auth = match &config.auth {
+        Some(_) => Some(token_manager(&config, true)?),
+        None => None,
+    };
+    if config.banner {
+        let login = match &config.auth {
+            Some(a) => format!("OIDC login with `{}` at {}", a.client_id, a.issuer),
+            None => "static headers, no login".into(),
+        };
+        tracing::info!("authful-mcp-proxy {} → {} ({login})", env!("CARGO_PKG_VERSION"), url);
+    }
+    stdio::make_blocking();
+    let out = stdio::Out::spawn(std::io::stdout(), crate::shutdown::trigger);
+    let conn = Arc::new(Conn::new(&config, http, url, auth, out));
+    let input = stdio::spawn_reader(std::io::BufReader::with_capacity(1 << 16, std::io::stdin()), config.max_message_bytes);
+    bridge::run(&config, conn, input).await;
+    Ok(ExitCode::Ok)
+}
+
+async fn status(config: Config, json: bool) -> Result<ExitCode, Error> {
+    let tm = token_manager(&config, false)?;
+    let cache = tm.cache().path();
+    let tokens = tm.peek().await;
+    let now = token_cache::now();
+    let auth = tm.config();
+    let report = serde_json::json!({
+        "loggedIn": tokens.is_some(),
+        "issuer": auth.issuer.as_str(),
+        "clientId": auth.client_id,
+        "subject": tokens.as_ref().and_then(|t| t.subject.clone()),
+        "username": tokens.as_ref().and_then(|t| t.username.clone()),
+        "scopes": tokens.as_ref().and_then(|t| t.scope.clone()).unwrap_or_else(|| auth.scopes.join(" ")),
+        "expiresAt": tokens.as_ref().and_then(|t| t.expires_at),
+        "expired": tokens.as_ref().map(|t| t.expires_at.is_some_and(|e| e <= now)),
+        "hasRefreshToken": tokens.as_ref().map(|t| t.refresh_token.is_some()),
+        "cacheFile": cache.as_ref().map(|p| p.display().to_string()),
+    });
+    let mut out = std::io::stdout();
+    let text = if json {
+        format!("{report}\n")
+    } else {
+        match &tokens {
+            None => format!(
+                "Not logged in to {} as client `{}`.\nCache file: {}\nRun `authful-mcp-proxy login` to log in.\n",
+                auth.issuer,
+                auth.client_id,
+                cache.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(none: no home directory)".into())
+            ),
+            Some(t) => format!(
+                "Logged in to {} as client `{}`{}.\nScopes: {}\nAccess token: {}\nRefresh token: {}\nCache file: {}\n",
+                auth.issuer,
+                auth.client_id,
+                who(t),
+                report["scopes"].as_str().unwrap_or(""),
+                match t.expires_at {
+                    Some(e) if e <= now => "expired (will be refreshed on next use)".to_string(),
+                    _ => expiry(t).trim_start_matches("the access token is ").to_string(),
+                },
+                if t.refresh_token.is_some() { "present" } else { "none (a browser login is needed when the access token expires)" },
+                cache.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+            ),
+        }
+    };
+    let _ = out.write_all(text.as_bytes());
+    Ok(if tokens.is_some() { ExitCode::Ok } else { ExitCode::NotLoggedIn })
+}
+
+fn logout(config: Config, all: bool) -> Result<ExitCode, Error> {
+    if all {
+        let dir = config.cache_dir.clone().ok_or_else(|| Error::Runtime("no cache folder (no home directory)".into()))?;
+        let n = token_cache::remove_all(&dir).map_err(|e| Error::Runtime(format!("cannot clear `{}`: {e}", dir.display())))?;
+        eprintln!("authful-mcp-proxy: removed {n} cached login(s) from {}", dir.display());
+        return Ok(ExitCode::Ok);
+    }
+    let tm = token_manager(&config, false)?;
+    let removed = tm.cache().remove().map_err(|e| Error::Runtime(format!("cannot remove the cached login: {e}")))?;
+    eprintln!(
+        "authful-mcp-proxy: {}",
+        if removed { "logged out (cached tokens removed)" } else { "no cached login for this configuration" }
+    );
+    Ok(ExitCode::Ok)
+}

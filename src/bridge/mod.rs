@@ -1,0 +1,348 @@
+//! The bridge: MCP JSON-RPC between local stdio and the remote server, carried raw. Each
+//! line is looked at only for `id`, `method` and what the transport rules need; everything
+//! else (sampling, elicitation, progress, future methods) passes through unchanged. Every
+//! request from stdin gets an answer: on any failure, a JSON-RPC error with the same id.
+
+pub mod legacy;
+pub mod sse;
+pub mod stdio;
+pub mod streamable;
+
+use crate::auth::TokenManager;
+use crate::config::{Config, Transport};
+use crate::secret::Secret;
+use crate::shutdown::Shutdown;
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
+use serde_json::Value;
+use std::sync::Arc;
+use stdio::{Input, Out};
+use tokio::sync::mpsc;
+use url::Url;
+
+/// JSON-RPC error codes the proxy itself produces.
+pub mod codes {
+    pub const PARSE_ERROR: i64 = -32700;
+    pub const INVALID_REQUEST: i64 = -32600;
+    /// The backend could not be reached or answered with an error.
+    pub const BACKEND: i64 = -32000;
+    /// No valid token could be obtained (login failed, denied or timed out).
+    pub const AUTH: i64 = -32001;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Request,
+    Notification,
+    Response,
+}
+
+/// One client message: its raw bytes (already a single line) and what the bridge needs.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub body: Bytes,
+    pub id: Option<Value>,
+    pub method: Option<String>,
+    pub kind: Kind,
+}
+
+impl Msg {
+    pub fn is_request(&self) -> bool {
+        self.kind == Kind::Request
+    }
+    fn label(&self) -> String {
+        match (&self.method, &self.id) {
+            (Some(m), Some(id)) => format!("{m} (id {id})"),
+            (Some(m), None) => m.clone(),
+            (None, Some(id)) => format!("response (id {id})"),
+            (None, None) => "message".into(),
+        }
+    }
+}
+
+/// The fields the bridge looks at; serde skips the rest without building it.
+#[derive(Deserialize)]
+pub(crate) struct Envelope {
+    #[serde(default)]
+    pub id: Option<Value>,
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub result: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    pub error: Option<serde::de::IgnoredAny>,
+}
+
+impl Envelope {
+    pub fn is_response(&self) -> bool {
+        self.method.is_none() && (self.result.is_some() || self.error.is_some())
+    }
+}
+
+/// Classify one JSON text as a client message. `Err` is a JSON-RPC error to send back.
+pub fn classify(body: Bytes) -> Result<Msg, (Option<Value>, i64, String)> {
+    let env: Envelope = match serde_json::from_slice(&body) {
+        Ok(e) => e,
+        // Valid JSON of the wrong shape is an invalid request; anything else a parse error.
+        Err(e) if e.is_data() && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok() => {
+            return Err((None, codes::INVALID_REQUEST, "Invalid Request: not a JSON-RPC message object".into()))
+        }
+        Err(e) => return Err((None, codes::PARSE_ERROR, format!("Parse error: {e}"))),
+    };
+    let kind = match (&env.method, &env.id) {
+        (Some(_), Some(_)) => Kind::Request,
+        (Some(_), None) => Kind::Notification,
+        (None, Some(_)) if env.is_response() => Kind::Response,
+        _ => return Err((env.id, codes::INVALID_REQUEST, "Invalid Request: neither a request, a notification nor a response".into())),
+    };
+    Ok(Msg { body, id: env.id, method: env.method, kind })
+}
+
+/// What both transports share: the HTTP client, where to go, and how to authenticate.
+pub struct Conn {
+    pub http: reqwest::Client,
+    pub url: Url,
+    pub headers: HeaderMap,
+    pub auth: Option<Arc<TokenManager>>,
+    pub out: Out,
+    pub shutdown: Shutdown,
+}
+
+impl Conn {
+    pub fn new(config: &Config, http: reqwest::Client, url: Url, auth: Option<Arc<TokenManager>>, out: Out) -> Self {
+        let mut headers = HeaderMap::new();
+        for (name, value) in &config.headers {
+            if let (Ok(n), Ok(mut v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value.expose())) {
+                v.set_sensitive(true);
+                headers.append(n, v);
+            }
+        }
+        Conn { http, url, headers, auth, out, shutdown: Shutdown::subscribe() }
+    }
+
+    /// The current bearer token, if this proxy logs in (waits for a login in progress).
+    pub async fn bearer(&self) -> Result<Option<Secret<String>>, crate::auth::AuthError> {
+        match &self.auth {
+            Some(a) => a.access_token().await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Tell the token source that the server refused this token (HTTP 401).
+    pub async fn rejected(&self, token: &Option<Secret<String>>) -> bool {
+        match (&self.auth, token) {
+            (Some(a), Some(t)) => {
+                a.rejected(t).await;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A request to `url` (which must be the backend's origin) with static headers and token.
+    pub fn request(&self, method: reqwest::Method, url: Url, token: &Option<Secret<String>>) -> reqwest::RequestBuilder {
+        let mut rb = self.http.request(method, url).headers(self.headers.clone());
+        if let Some(t) = token {
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", t.expose())).unwrap_or(HeaderValue::from_static(""));
+            v.set_sensitive(true);
+            rb = rb.header(reqwest::header::AUTHORIZATION, v);
+        }
+        rb
+    }
+
+    /// Answer a request with an error (notifications and responses get a log line instead).
+    pub fn fail(&self, msg: &Msg, code: i64, text: &str) {
+        if msg.is_request() {
+            tracing::debug!("answering {} with error {code}: {text}", msg.label());
+            self.out.error(msg.id.as_ref(), code, text);
+        } else {
+            tracing::warn!("could not deliver {}: {text}", msg.label());
+        }
+    }
+}
+
+/// Describe a reqwest error in one line, without its URL (the caller names the server).
+pub fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_decode() || e.is_body() {
+        "the reply broke off"
+    } else {
+        "request failed"
+    };
+    // The innermost cause is the one that says what happened ("Connection refused").
+    let mut cause = None;
+    let mut src = e.source();
+    while let Some(inner) = src {
+        cause = Some(inner.to_string());
+        src = inner.source();
+    }
+    match cause {
+        Some(c) => format!("{what} ({c})"),
+        None => what.to_string(),
+    }
+}
+
+#[derive(Clone)]
+enum Backend {
+    Streamable(Arc<streamable::Streamable>),
+    Legacy(Arc<legacy::Legacy>),
+}
+
+impl Backend {
+    async fn close(&self) {
+        match self {
+            Backend::Streamable(s) => s.close().await,
+            Backend::Legacy(l) => l.close().await,
+        }
+    }
+}
+
+/// Run the bridge until stdin ends or shutdown is requested. Returns after the session is
+/// closed and stdout is flushed.
+pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Input>) {
+    let mut shutdown = conn.shutdown.clone();
+    let out = conn.out.clone();
+    let max = config.max_message_bytes;
+    let mut backend = match config.transport {
+        Transport::Sse => Backend::Legacy(Arc::new(legacy::Legacy::new(conn.clone()))),
+        t => Backend::Streamable(Arc::new(streamable::Streamable::new(conn.clone(), t == Transport::Auto))),
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let item = tokio::select! {
+            _ = shutdown.wait() => break,
+            item = input.recv() => item,
+        };
+        let line = match item {
+            None | Some(Input::Eof) => {
+                tracing::debug!("stdin closed");
+                break;
+            }
+            Some(Input::TooLarge(n)) => {
+                out.error(None, codes::INVALID_REQUEST, &format!("message of {n} bytes is larger than the limit of {max} bytes (--max-message-bytes)"));
+                continue;
+            }
+            Some(Input::Line(l)) => Bytes::from(l),
+        };
+        for msg in split(line, &out) {
+            tracing::debug!("→ {}", msg.label());
+            let is_init = msg.method.as_deref() == Some("initialize");
+            match &backend {
+                Backend::Streamable(s) if is_init => {
+                    // Handled in line: nothing else may go out before the session exists.
+                    if s.forward(&msg).await == streamable::Forwarded::Fallback {
+                        tracing::info!("the server does not speak Streamable HTTP; using the HTTP+SSE transport (MCP 2024-11-05)");
+                        let l = Arc::new(legacy::Legacy::new(conn.clone()));
+                        l.forward(&msg).await;
+                        backend = Backend::Legacy(l);
+                    }
+                }
+                Backend::Streamable(s) if msg.is_request() => {
+                    let s = s.clone();
+                    tasks.spawn(async move { s.forward(&msg).await; });
+                }
+                // Notifications and responses keep their order: sent one after another.
+                Backend::Streamable(s) => {
+                    s.forward(&msg).await;
+                }
+                Backend::Legacy(l) if msg.is_request() && !is_init => {
+                    let l = l.clone();
+                    tasks.spawn(async move { l.forward(&msg).await });
+                }
+                Backend::Legacy(l) => l.forward(&msg).await,
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+    }
+    tasks.abort_all();
+    backend.close().await;
+    out.flush().await;
+}
+
+/// One stdin line → the messages to forward. Batches are split: JSON-RPC batching was
+/// removed from MCP in 2025-06-18, and split messages are valid for every version.
+fn split(line: Bytes, out: &Out) -> Vec<Msg> {
+    let first = line.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    let parts: Vec<Bytes> = if first == Some(b'[') {
+        match serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(&line) {
+            Ok(items) if items.is_empty() => {
+                out.error(None, codes::INVALID_REQUEST, "Invalid Request: empty batch");
+                return vec![];
+            }
+            Ok(items) => items.iter().map(|r| Bytes::copy_from_slice(r.get().as_bytes())).collect(),
+            Err(e) => {
+                out.error(None, codes::PARSE_ERROR, &format!("Parse error: {e}"));
+                return vec![];
+            }
+        }
+    } else {
+        vec![line]
+    };
+    let mut msgs = Vec::with_capacity(parts.len());
+    for p in parts {
+        match classify(p) {
+            Ok(m) => msgs.push(m),
+            Err((id, code, text)) => out.error(id.as_ref(), code, &text),
+        }
+    }
+    msgs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(s: &str) -> Result<Kind, i64> {
+        classify(Bytes::from(s.to_string())).map(|m| m.kind).map_err(|e| e.1)
+    }
+
+    #[test]
+    fn classification_table() {
+        let rows: &[(&str, Result<Kind, i64>)] = &[
+            (r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, Ok(Kind::Request)),
+            (r#"{"jsonrpc":"2.0","id":"a","method":"x","params":{"deep":[1,2,{"z":null}]}}"#, Ok(Kind::Request)),
+            (r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, Ok(Kind::Notification)),
+            (r#"{"jsonrpc":"2.0","id":7,"result":{}}"#, Ok(Kind::Response)),
+            (r#"{"jsonrpc":"2.0","id":7,"error":{"code":1,"message":"m"}}"#, Ok(Kind::Response)),
+            (r#"{"jsonrpc":"2.0","id":7}"#, Err(codes::INVALID_REQUEST)), // neither result nor method
+            (r#"[1,2"#, Err(codes::PARSE_ERROR)),                          // truncated JSON
+            (r#"not json"#, Err(codes::PARSE_ERROR)),
+            (r#""a string""#, Err(codes::INVALID_REQUEST)),               // valid JSON, wrong shape
+            (r#"{"method":5,"id":1}"#, Err(codes::INVALID_REQUEST)),      // method must be a string
+        ];
+        for (input, want) in rows {
+            assert_eq!(&kind(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn batches_are_split_and_bad_members_answered() {
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let out = Out::spawn(ChanWriter(tx), || {});
+        let msgs = split(Bytes::from_static(br#"[{"jsonrpc":"2.0","id":1,"method":"a"}, 5, {"jsonrpc":"2.0","method":"n"}]"#), &out);
+        assert_eq!(msgs.len(), 2);
+        assert_eq!(msgs[0].body.as_ref(), br#"{"jsonrpc":"2.0","id":1,"method":"a"}"#);
+        assert_eq!(msgs[1].kind, Kind::Notification);
+        let line = rx.recv_timeout(std::time::Duration::from_secs(2)).unwrap();
+        assert!(line.contains("-32600"), "{line}");
+    }
+
+    struct ChanWriter(std::sync::mpsc::Sender<String>);
+    impl std::io::Write for ChanWriter {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let s = String::from_utf8_lossy(b).trim().to_string();
+            if !s.is_empty() {
+                let _ = self.0.send(s);
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+}

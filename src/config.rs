@@ -1,0 +1,328 @@
+//! `Config`: one validated configuration shared by the CLI and the JS API, with the
+//! original's defaults. Validation happens here, before any network I/O.
+
+use crate::cli::Opts;
+use crate::secret::Secret;
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Transport {
+    /// Streamable HTTP, falling back to HTTP+SSE when the first initialize gets 400/404/405.
+    #[default]
+    Auto,
+    /// Streamable HTTP only (MCP 2025-03-26 and later).
+    StreamableHttp,
+    /// The deprecated HTTP+SSE transport (MCP 2024-11-05).
+    Sse,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Silent,
+    Normal,
+    Debug,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// The issuer exactly as configured; discovery must return the same value.
+    pub issuer: Url,
+    pub client_id: String,
+    pub client_secret: Option<Secret<String>>,
+    pub scopes: Vec<String>,
+    pub redirect_url: Url,
+    pub auth_timeout: Duration,
+    /// Where tokens are cached; `None` when no home directory is known (tokens stay in memory).
+    pub cache_dir: Option<PathBuf>,
+    /// RFC 8707 resource the tokens are for; part of the cache key.
+    pub resource: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub backend_url: Option<Url>,
+    pub auth: Option<AuthConfig>,
+    /// Static headers sent on every backend request. Values may be credentials: never logged.
+    pub headers: Vec<(String, Secret<String>)>,
+    pub transport: Transport,
+    pub allow_http: bool,
+    pub ca_files: Vec<PathBuf>,
+    pub max_message_bytes: usize,
+    pub log: LogLevel,
+    pub banner: bool,
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("no backend URL given")]
+    MissingBackend,
+    #[error("no OIDC issuer URL given")]
+    MissingIssuer,
+    #[error("no OIDC client ID given")]
+    MissingClientId,
+    #[error("`{value}` is not a valid {what} URL: {reason}")]
+    BadUrl { what: &'static str, value: String, reason: String },
+    #[error("refusing plain-http {what} `{url}` that is not on this machine")]
+    InsecureHttp { what: &'static str, url: String },
+    #[error("the redirect URL `{0}` must be an http URL on localhost, 127.0.0.1 or [::1]")]
+    RedirectNotLoopback(String),
+    #[error("header `{0}` is not of the form `Name: value`")]
+    BadHeader(String),
+    #[error("header `{name}` uses `${{{var}}}`, but `{var}` is not set")]
+    HeaderVarUnset { name: String, var: String },
+}
+
+impl ConfigError {
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            ConfigError::Usage(_) => return None,
+            ConfigError::MissingBackend => {
+                "pass the remote MCP server URL as the first argument, or set `MCP_BACKEND_URL`".into()
+            }
+            ConfigError::MissingIssuer => "set `OIDC_ISSUER_URL` in the environment (the `env` block of your MCP client config) or pass `--oidc-issuer-url`; for a server that takes a fixed credential, pass `--header \"Authorization: Bearer ...\"` instead".into(),
+            ConfigError::MissingClientId => "set `OIDC_CLIENT_ID` in the environment (the `env` block of your MCP client config) or pass `--oidc-client-id`".into(),
+            ConfigError::BadUrl { .. } => "use a full URL such as `https://mcp.example.com/mcp`".into(),
+            ConfigError::InsecureHttp { .. } => "use `https://`, or pass `--allow-http` if you really mean it".into(),
+            ConfigError::RedirectNotLoopback(_) => "set `OIDC_REDIRECT_URL` to e.g. `http://localhost:8080/auth/callback` and register it with your identity provider".into(),
+            ConfigError::BadHeader(_) => "write headers as `--header \"Name: value\"` (or `Name:value`)".into(),
+            ConfigError::HeaderVarUnset { .. } => "set the variable in the `env` block of your MCP client config".into(),
+        })
+    }
+}
+
+/// True for `localhost`, `*.localhost`, 127.0.0.0/8 and ::1.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn parse_url(what: &'static str, value: &str, allow_http: bool) -> Result<Url, ConfigError> {
+    let url = Url::parse(value.trim()).map_err(|e| ConfigError::BadUrl { what, value: value.into(), reason: e.to_string() })?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if allow_http || is_loopback(&url) => Ok(url),
+        "http" => Err(ConfigError::InsecureHttp { what, url: value.into() }),
+        other => Err(ConfigError::BadUrl { what, value: value.into(), reason: format!("scheme `{other}` is not http or https") }),
+    }
+}
+
+/// `Name: value` or `Name:value`, with `${VAR}` expanded from the environment.
+pub fn parse_header(raw: &str) -> Result<(String, Secret<String>), ConfigError> {
+    let (name, value) = raw.split_once(':').ok_or_else(|| ConfigError::BadHeader(raw.into()))?;
+    let name = name.trim();
+    if name.is_empty() || reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err(ConfigError::BadHeader(name.into()));
+    }
+    let value = expand_env(name, value.trim())?;
+    if reqwest::header::HeaderValue::from_str(&value).is_err() {
+        return Err(ConfigError::BadHeader(name.into()));
+    }
+    Ok((name.to_string(), Secret::new(value)))
+}
+
+fn expand_env(name: &str, value: &str) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let var = &after[..end];
+        match std::env::var(var) {
+            Ok(v) => out.push_str(&v),
+            Err(_) => return Err(ConfigError::HeaderVarUnset { name: name.into(), var: var.into() }),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The original's cache folder: `~/.fastmcp/oauth-mcp-client-cache`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    dirs::home_dir().map(|h| h.join(".fastmcp").join("oauth-mcp-client-cache"))
+}
+
+fn non_empty(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+impl Config {
+    /// Build and validate. `proxying` is true for the default command, which needs a backend.
+    pub fn from_parts(backend: Option<String>, o: Opts, debug_env: bool, proxying: bool) -> Result<Config, ConfigError> {
+        let allow_http = o.allow_http;
+        let backend_url = match non_empty(backend) {
+            Some(b) => Some(parse_url("backend", &b, allow_http)?),
+            None if proxying => return Err(ConfigError::MissingBackend),
+            None => None,
+        };
+        let headers = o.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>, _>>()?;
+        let has_static_auth = headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
+        let cache_dir = o.cache_dir.clone().or_else(default_cache_dir);
+
+        let issuer = non_empty(o.oidc_issuer_url);
+        let client_id = non_empty(o.oidc_client_id);
+        let auth = match (issuer, client_id) {
+            (None, None) if has_static_auth => None,
+            (None, _) => return Err(ConfigError::MissingIssuer),
+            (Some(_), None) => return Err(ConfigError::MissingClientId),
+            (Some(issuer), Some(client_id)) => {
+                let issuer = parse_url("issuer", &issuer, allow_http)?;
+                let redirect_url = Url::parse(o.oidc_redirect_url.trim()).map_err(|e| ConfigError::BadUrl {
+                    what: "redirect",
+                    value: o.oidc_redirect_url.clone(),
+                    reason: e.to_string(),
+                })?;
+                if redirect_url.scheme() != "http" || !is_loopback(&redirect_url) {
+                    return Err(ConfigError::RedirectNotLoopback(o.oidc_redirect_url.clone()));
+                }
+                let mut scopes: Vec<String> = o.oidc_scopes.split_whitespace().map(str::to_string).collect();
+                if !scopes.iter().any(|s| s == "openid") {
+                    scopes.insert(0, "openid".into());
+                }
+                Some(AuthConfig {
+                    issuer,
+                    client_id,
+                    client_secret: non_empty(o.oidc_client_secret).map(Secret::new),
+                    scopes,
+                    redirect_url,
+                    auth_timeout: Duration::from_secs(o.auth_timeout.max(1)),
+                    cache_dir: cache_dir.clone(),
+                    resource: None,
+                })
+            }
+        };
+
+        let mut ca_files: Vec<PathBuf> = o.ca_file.into_iter().collect();
+        for var in ["SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS"] {
+            if let Some(p) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+                ca_files.push(PathBuf::from(p));
+            }
+        }
+        let log = if o.silent {
+            LogLevel::Silent
+        } else if o.debug || debug_env {
+            LogLevel::Debug
+        } else {
+            LogLevel::Normal
+        };
+        Ok(Config {
+            backend_url,
+            auth,
+            headers,
+            transport: o.transport,
+            allow_http,
+            ca_files,
+            max_message_bytes: o.max_message_bytes.max(1024),
+            log,
+            banner: !o.no_banner && !o.silent,
+            cache_dir,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_parse_with_and_without_space() {
+        // Some MCP hosts split arguments on spaces, so `Name:value` must work too.
+        let (n, v) = parse_header("Authorization: Bearer abc").unwrap();
+        assert_eq!((n.as_str(), v.expose().as_str()), ("Authorization", "Bearer abc"));
+        let (n, v) = parse_header("X-Api-Key:k1").unwrap();
+        assert_eq!((n.as_str(), v.expose().as_str()), ("X-Api-Key", "k1"));
+        assert!(parse_header("no colon here").is_err());
+        assert!(parse_header(": empty name").is_err());
+        assert!(parse_header("Bad Name: v").is_err());
+    }
+
+    #[test]
+    fn headers_expand_environment_variables() {
+        std::env::set_var("AUTHFUL_TEST_TOKEN", "t0k");
+        let (_, v) = parse_header("Authorization: Bearer ${AUTHFUL_TEST_TOKEN}").unwrap();
+        assert_eq!(v.expose(), "Bearer t0k");
+        let err = parse_header("X: ${AUTHFUL_TEST_UNSET_VAR}").unwrap_err();
+        assert!(matches!(err, ConfigError::HeaderVarUnset { .. }));
+    }
+
+    #[test]
+    fn loopback_detection() {
+        for (u, want) in [
+            ("http://localhost:8080/x", true),
+            ("http://127.0.0.1/", true),
+            ("http://127.9.9.9/", true),
+            ("http://[::1]:3000/", true),
+            ("http://app.localhost/", true),
+            ("http://example.com/", false),
+            ("http://10.0.0.1/", false),
+        ] {
+            assert_eq!(is_loopback(&Url::parse(u).unwrap()), want, "{u}");
+        }
+    }
+
+    fn opts() -> Opts {
+        Opts {
+            oidc_scopes: "openid profile email".into(),
+            oidc_redirect_url: "http://localhost:8080/auth/callback".into(),
+            auth_timeout: 300,
+            max_message_bytes: 1 << 20,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn config_requires_issuer_and_client_id_unless_a_static_authorization_header_is_given() {
+        let e = Config::from_parts(Some("https://b.example/mcp".into()), opts(), false, true).unwrap_err();
+        assert!(matches!(e, ConfigError::MissingIssuer));
+        let mut o = opts();
+        o.oidc_issuer_url = Some("https://idp.example".into());
+        let e = Config::from_parts(Some("https://b.example/mcp".into()), o, false, true).unwrap_err();
+        assert!(matches!(e, ConfigError::MissingClientId));
+        let mut o = opts();
+        o.headers = vec!["Authorization: Bearer x".into()];
+        let c = Config::from_parts(Some("https://b.example/mcp".into()), o, false, true).unwrap();
+        assert!(c.auth.is_none());
+    }
+
+    #[test]
+    fn config_refuses_remote_plain_http_and_non_loopback_redirects() {
+        let mut o = opts();
+        o.headers = vec!["Authorization: Bearer x".into()];
+        assert!(matches!(
+            Config::from_parts(Some("http://b.example/mcp".into()), o, false, true),
+            Err(ConfigError::InsecureHttp { .. })
+        ));
+        let mut o = opts();
+        o.oidc_issuer_url = Some("https://idp.example".into());
+        o.oidc_client_id = Some("c".into());
+        o.oidc_redirect_url = "http://evil.example/cb".into();
+        assert!(matches!(
+            Config::from_parts(Some("https://b.example/mcp".into()), o, false, true),
+            Err(ConfigError::RedirectNotLoopback(_))
+        ));
+        assert!(matches!(Config::from_parts(None, opts(), false, true), Err(ConfigError::MissingBackend)));
+    }
+
+    #[test]
+    fn scopes_default_and_openid_is_always_requested() {
+        let mut o = opts();
+        o.oidc_issuer_url = Some("https://idp.example".into());
+        o.oidc_client_id = Some("c".into());
+        o.oidc_scopes = "mcp:read".into();
+        let c = Config::from_parts(Some("https://b.example/mcp".into()), o, false, true).unwrap();
+        assert_eq!(c.auth.unwrap().scopes, vec!["openid", "mcp:read"]);
+    }
+}
