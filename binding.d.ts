@@ -9,6 +9,21 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/**
+ * The JS API's entry points. Each resolves with a JSON envelope, `{ value }` or
+ * `{ error: { code, message, hint } }`, which index.js turns into a value or an `Error`
+ * with a stable `code`.
+ */
+export declare function apiAccessToken(argv: Array<string>): Promise<string>
+
+export declare function apiLogin(argv: Array<string>): Promise<string>
+
+export declare function apiLogout(argv: Array<string>, all: boolean): Promise<string>
+
+export declare function apiRejectToken(argv: Array<string>, token: string): Promise<string>
+
+export declare function apiStatus(argv: Array<string>): Promise<string>
+
 /** Run the command line `argv` (without `node` and the script); resolves with the exit code. */
 export declare function run(argv: Array<string>): Promise<number>
 

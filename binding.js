@@ -835,5 +835,10 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.apiAccessToken = nativeBinding.apiAccessToken
+module.exports.apiLogin = nativeBinding.apiLogin
+module.exports.apiLogout = nativeBinding.apiLogout
+module.exports.apiRejectToken = nativeBinding.apiRejectToken
+module.exports.apiStatus = nativeBinding.apiStatus
 module.exports.run = nativeBinding.run
 module.exports.shutdown = nativeBinding.shutdown

@@ -39,3 +39,35 @@ export declare function shutdown(): void
 export declare function runProxy(options: ProxyOptions): Promise<number>
 /** The argv the options stand for. */
 export declare function toArgv(options: ProxyOptions): string[]
+
+/** What `status()` and `login()` resolve with. Never holds a token. */
+export interface LoginStatus {
+  loggedIn: boolean
+  issuer: string
+  clientId: string
+  subject: string | null
+  username: string | null
+  scopes: string
+  /** Seconds since the epoch. */
+  expiresAt: number | null
+  expired: boolean | null
+  hasRefreshToken: boolean | null
+  cacheFile: string | null
+}
+
+/** Errors thrown by the API carry a stable `code` (e.g. `ERR_CONFIG`, `ERR_LOGIN_TIMEOUT`). */
+export interface AuthfulError extends Error {
+  code: string
+  hint?: string
+}
+
+/** A valid access token: cache → refresh → browser login. */
+export declare function getAccessToken(options: ProxyOptions): Promise<string>
+/** Log in (or refresh) now. */
+export declare function login(options: ProxyOptions): Promise<LoginStatus>
+/** Remove the cached login (`{ all: true }`: every cached login). */
+export declare function logout(options: ProxyOptions, opts?: { all?: boolean }): Promise<{ removed: number }>
+/** Who is logged in; never a token value. */
+export declare function status(options: ProxyOptions): Promise<LoginStatus>
+/** A fetch that adds the bearer token and, on 401, refreshes once and retries once. */
+export declare function createAuthFetch(options: ProxyOptions, baseFetch?: typeof fetch): typeof fetch

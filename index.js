@@ -90,4 +90,58 @@ function runProxy(options = {}) {
   return binding.run(toArgv(options))
 }
 
-module.exports = { run, shutdown, runProxy, toArgv }
+/** Turn the core's `{ value } | { error }` envelope into a value or an Error with `code`. */
+async function unwrap(promise) {
+  const reply = JSON.parse(await promise)
+  if (reply.error) {
+    const e = new Error(reply.error.message)
+    e.code = reply.error.code
+    if (reply.error.hint) e.hint = reply.error.hint
+    throw e
+  }
+  return reply.value
+}
+
+/** A valid access token for these options: cache → refresh → browser login. */
+function getAccessToken(options = {}) {
+  return unwrap(binding.apiAccessToken(toArgv(options)))
+}
+
+/** Log in (or refresh) now; resolves with the status (never a token). */
+function login(options = {}) {
+  return unwrap(binding.apiLogin(toArgv(options)))
+}
+
+/** Remove the cached login for these options (`{ all: true }`: every cached login). */
+function logout(options = {}, { all = false } = {}) {
+  return unwrap(binding.apiLogout(toArgv(options), all))
+}
+
+/** Who is logged in for these options, scopes, expiry, cache file; never a token. */
+function status(options = {}) {
+  return unwrap(binding.apiStatus(toArgv(options)))
+}
+
+/**
+ * A `fetch` that sends the bearer token and, on a 401, refreshes once and retries once.
+ * `new StreamableHTTPClientTransport(url, { fetch: createAuthFetch(options) })` just works.
+ */
+function createAuthFetch(options = {}, baseFetch = globalThis.fetch) {
+  const argv = toArgv(options)
+  return async function authFetch(input, init = {}) {
+    const send = (token) => {
+      const headers = new Headers(init.headers || (input instanceof Request ? input.headers : undefined))
+      headers.set('authorization', `Bearer ${token}`)
+      return baseFetch(input, { ...init, headers })
+    }
+    const token = await unwrap(binding.apiAccessToken(argv))
+    const res = await send(token)
+    if (res.status !== 401) return res
+    await unwrap(binding.apiRejectToken(argv, token))
+    const fresh = await unwrap(binding.apiAccessToken(argv))
+    if (fresh === token) return res
+    return send(fresh)
+  }
+}
+
+module.exports = { run, shutdown, runProxy, getAccessToken, login, logout, status, createAuthFetch, toArgv }

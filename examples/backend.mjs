@@ -70,6 +70,12 @@ const text = (t) => ({ content: [{ type: 'text', text: t }] });
  * @param {'jwt'|'none'|{staticToken: string}} [opts.auth='jwt']
  * @param {boolean} [opts.eventStore=false]     enable Last-Event-ID resumption (sse mode)
  * @param {number} [opts.retryInterval]         SSE `retry:` ms sent with priming events
+ * @param {string[]} [opts.logHeaders=[]]       request headers to copy into each http log
+ *                                              entry as `headers: { name: value }` (lower-case
+ *                                              names; for tests of custom headers)
+ * @param {number} [opts.rejectValidTokens=0]   answer 401 to the next N requests whose JWT
+ *                                              is valid (as if the server had revoked it);
+ *                                              see also `be.rejectNextValid(n, match)`
  */
 export async function startBackend(opts = {}) {
   const {
@@ -80,10 +86,16 @@ export async function startBackend(opts = {}) {
     auth = 'jwt',
     eventStore = false,
     retryInterval = eventStore ? 100 : undefined,
+    logHeaders = [],
+    rejectValidTokens = 0,
   } = opts;
   if (!['sse', 'json', 'legacy'].includes(mode)) throw new Error(`unknown mode ${mode}`);
 
   const log = [];
+  // Test knob: refuse otherwise valid tokens. Each rule { left, match(entry) } consumes one
+  // unit per refused request; `match` sees the request's log entry (method, rpcMethod, ...).
+  const rejectRules = [];
+  if (rejectValidTokens > 0) rejectRules.push({ left: rejectValidTokens, match: () => true });
   const sessions = new Map(); // sessionId -> { transport, server, kind }
   const cutTargets = new Map(); // `${sessionId}|${rpcId}` -> http.ServerResponse (cut_stream)
   const httpServer = http.createServer((req, res) => {
@@ -120,7 +132,7 @@ export async function startBackend(opts = {}) {
   }
 
   /** @returns {Promise<{ok: true, authInfo?: object} | {ok: false, reason: string}>} */
-  async function authenticate(req) {
+  async function authenticate(req, entry) {
     if (auth === 'none') return { ok: true };
     const header = req.headers.authorization;
     if (typeof auth === 'object' && auth.staticToken !== undefined) {
@@ -132,6 +144,12 @@ export async function startBackend(opts = {}) {
     if (!m) return { ok: false, reason: 'missing bearer token' };
     try {
       const { payload } = await jwtVerify(m[1], await getJwks(), { issuer: issuerOf(), audience });
+      const rule = rejectRules.find((r) => r.left > 0 && r.match(entry ?? {}));
+      if (rule) {
+        rule.left -= 1;
+        if (entry) entry.rejectedJti = payload.jti;
+        return { ok: false, reason: 'token rejected (test knob)' };
+      }
       return {
         ok: true,
         authInfo: {
@@ -291,6 +309,9 @@ export async function startBackend(opts = {}) {
       lastEventId: req.headers['last-event-id'],
       accept: req.headers.accept,
     };
+    if (logHeaders.length) {
+      entry.headers = Object.fromEntries(logHeaders.map((h) => [h.toLowerCase(), req.headers[h.toLowerCase()]]));
+    }
     log.push(entry);
     // Record the status as soon as headers go out (SSE responses stay open for long).
     const writeHead = res.writeHead;
@@ -325,7 +346,7 @@ export async function startBackend(opts = {}) {
       if (call) entry.tool = call.params?.name;
     }
 
-    const authResult = await authenticate(req);
+    const authResult = await authenticate(req, entry);
     if (!authResult.ok) {
       entry.authError = authResult.reason;
       res.setHeader('WWW-Authenticate',
@@ -419,6 +440,13 @@ export async function startBackend(opts = {}) {
     log,
     sessions,
     server: httpServer,
+    /**
+     * Answer 401 invalid_token to the next `n` requests that carry a valid JWT and match
+     * `match(entry)` (default: any), as a server that revoked the token would.
+     */
+    rejectNextValid(n = 1, match = () => true) {
+      rejectRules.push({ left: n, match });
+    },
     /**
      * Forget every session (old ids get 404; open SSE streams end), like a process
      * restart on the same port. Idle keep-alive sockets are kept: closing them races

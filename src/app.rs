@@ -57,7 +57,11 @@ fn token_manager(config: &Config, interactive: bool) -> Result<Arc<TokenManager>
 }
 
 fn who(t: &token_cache::Tokens) -> String {
-    t.username.as_deref().or(t.subject.as_deref()).map(|u| format!(" as `{u}`")).unwrap_or_default()
+    t.username
+        .as_deref()
+        .or(t.subject.as_deref())
+        .map(|u| format!(" as `{u}`"))
+        .unwrap_or_default()
 }
 
 fn expiry(t: &token_cache::Tokens) -> String {
@@ -88,7 +92,10 @@ async fn proxy(config: Config) -> Result<ExitCode, Error> {
     stdio::make_blocking();
     let out = stdio::Out::spawn(std::io::stdout(), crate::shutdown::trigger);
     let conn = Arc::new(Conn::new(&config, http, url, auth, out));
-    let input = stdio::spawn_reader(std::io::BufReader::with_capacity(1 << 16, std::io::stdin()), config.max_message_bytes);
+    let input = stdio::spawn_reader(
+        std::io::BufReader::with_capacity(1 << 16, std::io::stdin()),
+        config.max_message_bytes,
+    );
     bridge::run(&config, conn, input).await;
     Ok(ExitCode::Ok)
 }
@@ -99,18 +106,7 @@ async fn status(config: Config, json: bool) -> Result<ExitCode, Error> {
     let tokens = tm.peek().await;
     let now = token_cache::now();
     let auth = tm.config();
-    let report = serde_json::json!({
-        "loggedIn": tokens.is_some(),
-        "issuer": auth.issuer.as_str(),
-        "clientId": auth.client_id,
-        "subject": tokens.as_ref().and_then(|t| t.subject.clone()),
-        "username": tokens.as_ref().and_then(|t| t.username.clone()),
-        "scopes": tokens.as_ref().and_then(|t| t.scope.clone()).unwrap_or_else(|| auth.scopes.join(" ")),
-        "expiresAt": tokens.as_ref().and_then(|t| t.expires_at),
-        "expired": tokens.as_ref().map(|t| t.expires_at.is_some_and(|e| e <= now)),
-        "hasRefreshToken": tokens.as_ref().map(|t| t.refresh_token.is_some()),
-        "cacheFile": cache.as_ref().map(|p| p.display().to_string()),
-    });
+    let report = crate::api::status_report(&tm, tokens.as_ref());
     let mut out = std::io::stdout();
     let text = if json {
         format!("{report}\n")
@@ -120,7 +116,10 @@ async fn status(config: Config, json: bool) -> Result<ExitCode, Error> {
                 "Not logged in to {} as client `{}`.\nCache file: {}\nRun `authful-mcp-proxy login` to log in.\n",
                 auth.issuer,
                 auth.client_id,
-                cache.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(none: no home directory)".into())
+                cache
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "(none: no home directory)".into())
             ),
             Some(t) => format!(
                 "Logged in to {} as client `{}`{}.\nScopes: {}\nAccess token: {}\nRefresh token: {}\nCache file: {}\n",
@@ -132,27 +131,46 @@ async fn status(config: Config, json: bool) -> Result<ExitCode, Error> {
                     Some(e) if e <= now => "expired (will be refreshed on next use)".to_string(),
                     _ => expiry(t).trim_start_matches("the access token is ").to_string(),
                 },
-                if t.refresh_token.is_some() { "present" } else { "none (a browser login is needed when the access token expires)" },
+                if t.refresh_token.is_some() {
+                    "present"
+                } else {
+                    "none (a browser login is needed when the access token expires)"
+                },
                 cache.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
             ),
         }
     };
     let _ = out.write_all(text.as_bytes());
-    Ok(if tokens.is_some() { ExitCode::Ok } else { ExitCode::NotLoggedIn })
+    Ok(if tokens.is_some() {
+        ExitCode::Ok
+    } else {
+        ExitCode::NotLoggedIn
+    })
 }
 
 fn logout(config: Config, all: bool) -> Result<ExitCode, Error> {
     if all {
-        let dir = config.cache_dir.clone().ok_or_else(|| Error::Runtime("no cache folder (no home directory)".into()))?;
-        let n = token_cache::remove_all(&dir).map_err(|e| Error::Runtime(format!("cannot clear `{}`: {e}", dir.display())))?;
+        let dir = config
+            .cache_dir
+            .clone()
+            .ok_or_else(|| Error::Runtime("no cache folder (no home directory)".into()))?;
+        let n = token_cache::remove_all(&dir)
+            .map_err(|e| Error::Runtime(format!("cannot clear `{}`: {e}", dir.display())))?;
         eprintln!("authful-mcp-proxy: removed {n} cached login(s) from {}", dir.display());
         return Ok(ExitCode::Ok);
     }
     let tm = token_manager(&config, false)?;
-    let removed = tm.cache().remove().map_err(|e| Error::Runtime(format!("cannot remove the cached login: {e}")))?;
+    let removed = tm
+        .cache()
+        .remove()
+        .map_err(|e| Error::Runtime(format!("cannot remove the cached login: {e}")))?;
     eprintln!(
         "authful-mcp-proxy: {}",
-        if removed { "logged out (cached tokens removed)" } else { "no cached login for this configuration" }
+        if removed {
+            "logged out (cached tokens removed)"
+        } else {
+            "no cached login for this configuration"
+        }
     );
     Ok(ExitCode::Ok)
 }

@@ -72,19 +72,43 @@ pub struct Opts {
     pub oidc_client_id: Option<String>,
 
     /// Client secret, for confidential clients only (prefer the environment variable: argv is visible in `ps`).
-    #[arg(long, env = "OIDC_CLIENT_SECRET", hide_env_values = true, global = true, value_name = "SECRET")]
+    #[arg(
+        long,
+        env = "OIDC_CLIENT_SECRET",
+        hide_env_values = true,
+        global = true,
+        value_name = "SECRET"
+    )]
     pub oidc_client_secret: Option<String>,
 
     /// Space-separated OAuth scopes.
-    #[arg(long, env = "OIDC_SCOPES", global = true, value_name = "SCOPES", default_value = "openid profile email")]
+    #[arg(
+        long,
+        env = "OIDC_SCOPES",
+        global = true,
+        value_name = "SCOPES",
+        default_value = "openid profile email"
+    )]
     pub oidc_scopes: String,
 
     /// OAuth redirect (callback) URL; must be a loopback http URL registered with the provider.
-    #[arg(long, env = "OIDC_REDIRECT_URL", global = true, value_name = "URL", default_value = "http://localhost:8080/auth/callback")]
+    #[arg(
+        long,
+        env = "OIDC_REDIRECT_URL",
+        global = true,
+        value_name = "URL",
+        default_value = "http://localhost:8080/auth/callback"
+    )]
     pub oidc_redirect_url: String,
 
     /// How long to wait for the browser login, in seconds.
-    #[arg(long, env = "MCP_PROXY_AUTH_TIMEOUT", global = true, value_name = "SECONDS", default_value_t = 300)]
+    #[arg(
+        long,
+        env = "MCP_PROXY_AUTH_TIMEOUT",
+        global = true,
+        value_name = "SECONDS",
+        default_value_t = 300
+    )]
     pub auth_timeout: u64,
 
     /// Token cache directory [default: ~/.fastmcp/oauth-mcp-client-cache]
@@ -129,8 +153,14 @@ pub struct Opts {
 pub enum Invocation {
     Proxy(Config),
     Login(Config),
-    Logout { config: Config, all: bool },
-    Status { config: Config, json: bool },
+    Logout {
+        config: Config,
+        all: bool,
+    },
+    Status {
+        config: Config,
+        json: bool,
+    },
     Token(Config),
     /// `--help` / `--version`: text for stderr (or stdout when not proxying), exit 0.
     Info(String),

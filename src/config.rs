@@ -66,7 +66,11 @@ pub enum ConfigError {
     #[error("no OIDC client ID given")]
     MissingClientId,
     #[error("`{value}` is not a valid {what} URL: {reason}")]
-    BadUrl { what: &'static str, value: String, reason: String },
+    BadUrl {
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error("refusing plain-http {what} `{url}` that is not on this machine")]
     InsecureHttp { what: &'static str, url: String },
     #[error("the redirect URL `{0}` must be an http URL on localhost, 127.0.0.1 or [::1]")]
@@ -98,7 +102,9 @@ impl ConfigError {
 /// True for `localhost`, `*.localhost`, 127.0.0.0/8 and ::1.
 pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost"),
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
+        }
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
@@ -106,12 +112,23 @@ pub fn is_loopback(url: &Url) -> bool {
 }
 
 fn parse_url(what: &'static str, value: &str, allow_http: bool) -> Result<Url, ConfigError> {
-    let url = Url::parse(value.trim()).map_err(|e| ConfigError::BadUrl { what, value: value.into(), reason: e.to_string() })?;
+    let url = Url::parse(value.trim()).map_err(|e| ConfigError::BadUrl {
+        what,
+        value: value.into(),
+        reason: e.to_string(),
+    })?;
     match url.scheme() {
         "https" => Ok(url),
         "http" if allow_http || is_loopback(&url) => Ok(url),
-        "http" => Err(ConfigError::InsecureHttp { what, url: value.into() }),
-        other => Err(ConfigError::BadUrl { what, value: value.into(), reason: format!("scheme `{other}` is not http or https") }),
+        "http" => Err(ConfigError::InsecureHttp {
+            what,
+            url: value.into(),
+        }),
+        other => Err(ConfigError::BadUrl {
+            what,
+            value: value.into(),
+            reason: format!("scheme `{other}` is not http or https"),
+        }),
     }
 }
 
@@ -142,7 +159,12 @@ fn expand_env(name: &str, value: &str) -> Result<String, ConfigError> {
         let var = &after[..end];
         match std::env::var(var) {
             Ok(v) => out.push_str(&v),
-            Err(_) => return Err(ConfigError::HeaderVarUnset { name: name.into(), var: var.into() }),
+            Err(_) => {
+                return Err(ConfigError::HeaderVarUnset {
+                    name: name.into(),
+                    var: var.into(),
+                })
+            }
         }
         rest = &after[end + 1..];
     }
@@ -161,14 +183,23 @@ fn non_empty(v: Option<String>) -> Option<String> {
 
 impl Config {
     /// Build and validate. `proxying` is true for the default command, which needs a backend.
-    pub fn from_parts(backend: Option<String>, o: Opts, debug_env: bool, proxying: bool) -> Result<Config, ConfigError> {
+    pub fn from_parts(
+        backend: Option<String>,
+        o: Opts,
+        debug_env: bool,
+        proxying: bool,
+    ) -> Result<Config, ConfigError> {
         let allow_http = o.allow_http;
         let backend_url = match non_empty(backend) {
             Some(b) => Some(parse_url("backend", &b, allow_http)?),
             None if proxying => return Err(ConfigError::MissingBackend),
             None => None,
         };
-        let headers = o.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>, _>>()?;
+        let headers = o
+            .headers
+            .iter()
+            .map(|h| parse_header(h))
+            .collect::<Result<Vec<_>, _>>()?;
         let has_static_auth = headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
         let cache_dir = o.cache_dir.clone().or_else(default_cache_dir);
 
@@ -313,7 +344,10 @@ mod tests {
             Config::from_parts(Some("https://b.example/mcp".into()), o, false, true),
             Err(ConfigError::RedirectNotLoopback(_))
         ));
-        assert!(matches!(Config::from_parts(None, opts(), false, true), Err(ConfigError::MissingBackend)));
+        assert!(matches!(
+            Config::from_parts(None, opts(), false, true),
+            Err(ConfigError::MissingBackend)
+        ));
     }
 
     #[test]

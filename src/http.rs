@@ -35,7 +35,10 @@ pub fn backend_client(config: &Config) -> Result<reqwest::Client, String> {
             _ => attempt.stop(),
         }
     });
-    base(config)?.redirect(policy).build().map_err(|e| format!("cannot set up HTTP client: {e}"))
+    base(config)?
+        .redirect(policy)
+        .build()
+        .map_err(|e| format!("cannot set up HTTP client: {e}"))
 }
 
 /// Identity-provider client: no redirects, bounded time.

@@ -3,6 +3,7 @@
 //! Data flows stdin → [`bridge`] → backend and back; the bridge asks [`auth::TokenManager`]
 //! for a bearer token and never learns how it was obtained. [`app`] wires the two together.
 
+pub mod api;
 pub mod app;
 pub mod auth;
 pub mod bridge;

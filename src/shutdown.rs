@@ -23,7 +23,10 @@ impl Shutdown {
     /// Subscribe: triggers that happened before this call do not count.
     pub fn subscribe() -> Self {
         let rx = channel().subscribe();
-        Shutdown { rx, armed_at: GENERATION.load(Ordering::SeqCst) }
+        Shutdown {
+            rx,
+            armed_at: GENERATION.load(Ordering::SeqCst),
+        }
     }
 
     pub fn is_triggered(&self) -> bool {

@@ -17,7 +17,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const FORMAT: &str = "authful-mcp-proxy/1";
 
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// What a login or refresh produced. Expiry is absolute (seconds since the epoch).
@@ -107,7 +110,14 @@ pub struct TokenCache {
 fn sanitize(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        let c = if matches!(c, '.' | '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|' | ' ' | '%' | '=' | '&') { '_' } else { c };
+        let c = if matches!(
+            c,
+            '.' | '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|' | ' ' | '%' | '=' | '&'
+        ) {
+            '_'
+        } else {
+            c
+        };
         if !(c == '_' && out.ends_with('_')) {
             out.push(c);
         }
@@ -122,7 +132,11 @@ impl TokenCache {
         scopes.dedup();
         let scopes = scopes.join(" ");
         let issuer = cfg.issuer.as_str().trim_end_matches('/').to_string();
-        let key = format!("{issuer}\n{}\n{scopes}\n{}", cfg.client_id, cfg.resource.as_deref().unwrap_or(""));
+        let key = format!(
+            "{issuer}\n{}\n{scopes}\n{}",
+            cfg.client_id,
+            cfg.resource.as_deref().unwrap_or("")
+        );
         let hash = Sha256::digest(key.as_bytes());
         let short: String = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
         let mut readable = sanitize(&issuer);
@@ -159,18 +173,35 @@ impl TokenCache {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => {
-                self.warn_once(format!("cannot read the token cache `{}`: {e}; logging in again", path.display()));
+                self.warn_once(format!(
+                    "cannot read the token cache `{}`: {e}; logging in again",
+                    path.display()
+                ));
                 return None;
             }
         };
         match serde_json::from_slice::<Entry>(&bytes) {
-            Ok(e) if e.format == FORMAT && e.issuer == self.issuer && e.client_id == self.client_id && e.scopes == self.scopes && e.resource == self.resource => Some(e.tokens),
+            Ok(e)
+                if e.format == FORMAT
+                    && e.issuer == self.issuer
+                    && e.client_id == self.client_id
+                    && e.scopes == self.scopes
+                    && e.resource == self.resource =>
+            {
+                Some(e.tokens)
+            }
             Ok(_) => {
-                self.warn_once(format!("the token cache `{}` belongs to another configuration; ignoring it", path.display()));
+                self.warn_once(format!(
+                    "the token cache `{}` belongs to another configuration; ignoring it",
+                    path.display()
+                ));
                 None
             }
             Err(_) => {
-                self.warn_once(format!("the token cache `{}` is unreadable (corrupt?); ignoring it and logging in again", path.display()));
+                self.warn_once(format!(
+                    "the token cache `{}` is unreadable (corrupt?); ignoring it and logging in again",
+                    path.display()
+                ));
                 None
             }
         }
@@ -191,7 +222,12 @@ impl TokenCache {
             updated_at: now(),
         };
         let bytes = serde_json::to_vec_pretty(&entry).map_err(|e| e.to_string())?;
-        let tmp = dir.join(format!(".{}.{}.{:x}.tmp", self.stem, std::process::id(), rand::random::<u32>()));
+        let tmp = dir.join(format!(
+            ".{}.{}.{:x}.tmp",
+            self.stem,
+            std::process::id(),
+            rand::random::<u32>()
+        ));
         let result = (|| -> std::io::Result<()> {
             let mut f = private_file(&tmp)?;
             f.write_all(&bytes)?;
@@ -232,7 +268,10 @@ impl TokenCache {
         let file = match ensure_private_dir(&dir).and_then(|_| lock_file(&path)) {
             Ok(f) => f,
             Err(e) => {
-                self.warn_once(format!("cannot use the token cache folder `{}`: {e}; keeping the tokens in memory only", dir.display()));
+                self.warn_once(format!(
+                    "cannot use the token cache folder `{}`: {e}; keeping the tokens in memory only",
+                    dir.display()
+                ));
                 return Ok(None);
             }
         };
@@ -248,11 +287,16 @@ impl TokenCache {
                 }
             }
             if !told {
-                tracing::info!("another authful-mcp-proxy is logging in or refreshing for this account; waiting for it");
+                tracing::info!(
+                    "another authful-mcp-proxy is logging in or refreshing for this account; waiting for it"
+                );
                 told = true;
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(format!("gave up waiting {}s for another authful-mcp-proxy to finish logging in", wait.as_secs()));
+                return Err(format!(
+                    "gave up waiting {}s for another authful-mcp-proxy to finish logging in",
+                    wait.as_secs()
+                ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -345,23 +389,44 @@ mod tests {
     }
 
     fn tmp() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("amp-cache-test-{}-{:x}", std::process::id(), rand::random::<u64>()));
+        let d = std::env::temp_dir().join(format!(
+            "amp-cache-test-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
         d
     }
 
     #[test]
     fn file_names_keep_the_originals_shape_and_separate_configurations() {
         let d = tmp();
-        let name = |i: &str, c: &str, s: &[&str]| TokenCache::new(&cfg(&d, i, c, s)).path().unwrap().file_name().unwrap().to_string_lossy().into_owned();
+        let name = |i: &str, c: &str, s: &[&str]| {
+            TokenCache::new(&cfg(&d, i, c, s))
+                .path()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        };
         let a = name("https://auth.example.com", "c", &["openid"]);
-        assert!(a.starts_with("https_auth_example_com_") && a.ends_with("_tokens.json"), "{a}");
+        assert!(
+            a.starts_with("https_auth_example_com_") && a.ends_with("_tokens.json"),
+            "{a}"
+        );
         // Realms on one host, clients, and scope sets each get their own entry.
-        let realms = [name("https://kc.example.com/realms/a", "c", &["openid"]), name("https://kc.example.com/realms/b", "c", &["openid"])];
+        let realms = [
+            name("https://kc.example.com/realms/a", "c", &["openid"]),
+            name("https://kc.example.com/realms/b", "c", &["openid"]),
+        ];
         assert_ne!(realms[0], realms[1]);
         assert_ne!(a, name("https://auth.example.com", "other", &["openid"]));
         assert_ne!(a, name("https://auth.example.com", "c", &["openid", "email"]));
         // Scope order and a trailing slash on the issuer do not matter.
-        assert_eq!(name("https://auth.example.com/", "c", &["email", "openid"]), name("https://auth.example.com", "c", &["openid", "email"]));
+        assert_eq!(
+            name("https://auth.example.com/", "c", &["email", "openid"]),
+            name("https://auth.example.com", "c", &["openid", "email"])
+        );
     }
 
     #[test]
@@ -375,10 +440,17 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700);
-            assert_eq!(fs::metadata(c.path().unwrap()).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                fs::metadata(c.path().unwrap()).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         // No temp files left behind.
-        let leftovers: Vec<_> = fs::read_dir(&d).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+        let leftovers: Vec<_> = fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
         assert!(leftovers.is_empty());
         assert!(c.remove().unwrap());
         assert!(c.load().is_none());
@@ -393,7 +465,11 @@ mod tests {
         fs::write(c.path().unwrap(), b"{not json").unwrap();
         assert!(c.load().is_none());
         // The original's format (or any other JSON) is not mistaken for ours.
-        fs::write(c.path().unwrap(), br#"{"data":{"token_payload":{"access_token":"AT"}},"timestamp":1}"#).unwrap();
+        fs::write(
+            c.path().unwrap(),
+            br#"{"data":{"token_payload":{"access_token":"AT"}},"timestamp":1}"#,
+        )
+        .unwrap();
         assert!(c.load().is_none());
         let _ = fs::remove_dir_all(&d);
     }
@@ -416,7 +492,10 @@ mod tests {
     fn debug_output_never_shows_tokens() {
         let t = tokens("very-secret-access");
         let s = format!("{t:?}");
-        assert!(!s.contains("very-secret-access") && !s.contains("rt-secret-value"), "{s}");
+        assert!(
+            !s.contains("very-secret-access") && !s.contains("rt-secret-value"),
+            "{s}"
+        );
     }
 
     #[tokio::test]

@@ -9,7 +9,11 @@ pub fn open(url: &str) -> bool {
     if let Some(var) = std::env::var_os("BROWSER").filter(|v| !v.is_empty()) {
         let var = var.to_string_lossy().into_owned();
         let sep = if cfg!(windows) { ';' } else { ':' };
-        return var.split(sep).map(str::trim).filter(|c| !c.is_empty()).any(|c| spawn_detached(c, url));
+        return var
+            .split(sep)
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .any(|c| spawn_detached(c, url));
     }
     #[cfg(all(unix, not(target_os = "macos")))]
     if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
@@ -31,7 +35,13 @@ fn spawn_detached(cmd: &str, url: &str) -> bool {
     } else {
         args.push(url.to_string());
     }
-    match Command::new(program).args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
+    match Command::new(program)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    {
         Ok(mut child) => {
             // Reap it when it exits; we never wait on the browser.
             std::thread::spawn(move || {

@@ -27,7 +27,10 @@ pub enum Outcome {
     NotFound,
     /// A callback that does not belong to this login (wrong state or issuer): keep waiting.
     Foreign(&'static str),
-    Denied { error: String, description: Option<String> },
+    Denied {
+        error: String,
+        description: Option<String>,
+    },
     Code(String),
     /// The right path and state, but no code.
     Malformed,
@@ -38,7 +41,9 @@ pub fn judge(path: &str, query: Option<&str>, want_path: &str, state: &str, issu
     if path != want_path {
         return Outcome::NotFound;
     }
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect();
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     if get("state").as_deref() != Some(state) {
         return Outcome::Foreign("this sign-in response does not belong to the login in progress (state mismatch)");
@@ -50,7 +55,10 @@ pub fn judge(path: &str, query: Option<&str>, want_path: &str, state: &str, issu
         }
     }
     if let Some(error) = get("error") {
-        return Outcome::Denied { error, description: get("error_description") };
+        return Outcome::Denied {
+            error,
+            description: get("error_description"),
+        };
     }
     match get("code") {
         Some(c) if !c.is_empty() => Outcome::Code(c),
@@ -78,7 +86,11 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response<Full<Bytes>> {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 impl Listener {
@@ -101,10 +113,17 @@ impl Listener {
                     }
                     listeners.push(l);
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(AuthError::PortInUse { port: chosen }),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    return Err(AuthError::PortInUse { port: chosen })
+                }
                 // ::1 may be unavailable (IPv6 off); one loopback address is enough.
                 Err(e) if !listeners.is_empty() => tracing::debug!("not listening on {addr}: {e}"),
-                Err(e) => return Err(AuthError::Listen { addr: addr.to_string(), reason: e.to_string() }),
+                Err(e) => {
+                    return Err(AuthError::Listen {
+                        addr: addr.to_string(),
+                        reason: e.to_string(),
+                    })
+                }
             }
         }
         let mut redirect = redirect.clone();
@@ -150,7 +169,10 @@ impl Listener {
         tasks.abort_all();
         match result {
             Ok(Some(r)) => r,
-            Ok(None) => Err(AuthError::Listen { addr: self.redirect.to_string(), reason: "the listener stopped".into() }),
+            Ok(None) => Err(AuthError::Listen {
+                addr: self.redirect.to_string(),
+                reason: "the listener stopped".into(),
+            }),
             Err(_) => Err(AuthError::TimedOut(timeout)),
         }
     }
@@ -163,23 +185,43 @@ async fn respond(
 ) -> Response<Full<Bytes>> {
     let (want_path, state, issuer) = shared;
     match judge(req.uri().path(), req.uri().query(), want_path, state, issuer) {
-        Outcome::NotFound => page(StatusCode::NOT_FOUND, "Not found", "This is the login callback of authful-mcp-proxy."),
+        Outcome::NotFound => page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "This is the login callback of authful-mcp-proxy.",
+        ),
         Outcome::Foreign(why) => {
             tracing::warn!("ignored a login callback: {why}");
-            page(StatusCode::BAD_REQUEST, "Login link out of date", &format!("{why}. Close this tab and use the newest login link."))
+            page(
+                StatusCode::BAD_REQUEST,
+                "Login link out of date",
+                &format!("{why}. Close this tab and use the newest login link."),
+            )
         }
-        Outcome::Malformed => page(StatusCode::BAD_REQUEST, "Login failed", "The identity provider sent no authorization code."),
+        Outcome::Malformed => page(
+            StatusCode::BAD_REQUEST,
+            "Login failed",
+            "The identity provider sent no authorization code.",
+        ),
         Outcome::Denied { error, description } => {
             let text = match &description {
                 Some(d) if !d.is_empty() => format!("{error}: {d}"),
                 _ => error.clone(),
             };
             let _ = tx.send(Err(AuthError::Denied { error, description })).await;
-            page(StatusCode::FORBIDDEN, "Login failed", &format!("The identity provider said: {text}. You can close this tab."))
+            page(
+                StatusCode::FORBIDDEN,
+                "Login failed",
+                &format!("The identity provider said: {text}. You can close this tab."),
+            )
         }
         Outcome::Code(code) => {
             let _ = tx.send(Ok(Secret::new(code))).await;
-            page(StatusCode::OK, "Logged in", "You are logged in. You can close this tab and return to your MCP client.")
+            page(
+                StatusCode::OK,
+                "Logged in",
+                "You are logged in. You can close this tab and return to your MCP client.",
+            )
         }
     }
 }
@@ -196,11 +238,23 @@ mod tests {
         assert_eq!(j("/auth/callback", "code=c%2Fx&state=S1"), Outcome::Code("c/x".into())); // query is decoded
         assert!(matches!(j("/auth/callback", "code=c&state=WRONG"), Outcome::Foreign(_))); // CSRF: keep waiting
         assert!(matches!(j("/auth/callback", "code=c"), Outcome::Foreign(_))); // missing state
-        assert!(matches!(j("/auth/callback", "code=c&state=S1&iss=https%3A%2F%2Fevil.example"), Outcome::Foreign(_))); // RFC 9207 mix-up
-        assert_eq!(j("/auth/callback", "code=c&state=S1&iss=https%3A%2F%2Fidp.example%2F"), Outcome::Code("c".into()));
+        assert!(matches!(
+            j("/auth/callback", "code=c&state=S1&iss=https%3A%2F%2Fevil.example"),
+            Outcome::Foreign(_)
+        )); // RFC 9207 mix-up
         assert_eq!(
-            j("/auth/callback", "error=access_denied&error_description=User+said+no&state=S1"),
-            Outcome::Denied { error: "access_denied".into(), description: Some("User said no".into()) }
+            j("/auth/callback", "code=c&state=S1&iss=https%3A%2F%2Fidp.example%2F"),
+            Outcome::Code("c".into())
+        );
+        assert_eq!(
+            j(
+                "/auth/callback",
+                "error=access_denied&error_description=User+said+no&state=S1"
+            ),
+            Outcome::Denied {
+                error: "access_denied".into(),
+                description: Some("User said no".into())
+            }
         );
         assert_eq!(j("/auth/callback", "state=S1"), Outcome::Malformed);
     }

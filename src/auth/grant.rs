@@ -6,10 +6,12 @@ use super::{browser, callback, AuthError};
 use crate::config::AuthConfig;
 use crate::secret::Secret;
 use crate::token_cache::{now, Tokens};
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreProviderMetadata, CoreTokenResponse};
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreProviderMetadata, CoreTokenResponse,
+};
 use openidconnect::{
-    AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
-    RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse,
+    AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse,
 };
 
 pub struct Provider {
@@ -26,7 +28,10 @@ type Client = CoreClient<
     openidconnect::EndpointMaybeSet,
 >;
 
-type RequestError = RequestTokenError<openidconnect::HttpClientError<reqwest::Error>, openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>>;
+type RequestError = RequestTokenError<
+    openidconnect::HttpClientError<reqwest::Error>,
+    openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+>;
 
 fn token_error(e: RequestError) -> AuthError {
     match e {
@@ -36,7 +41,9 @@ fn token_error(e: RequestError) -> AuthError {
         },
         RequestTokenError::Request(e) => AuthError::Network(e.to_string()),
         // The body is not printed: a half-parsed token response may hold a token.
-        RequestTokenError::Parse(e, _) => AuthError::Network(format!("unexpected answer from the token endpoint ({})", e.path())),
+        RequestTokenError::Parse(e, _) => {
+            AuthError::Network(format!("unexpected answer from the token endpoint ({})", e.path()))
+        }
         RequestTokenError::Other(s) => AuthError::Network(s),
     }
 }
@@ -44,7 +51,10 @@ fn token_error(e: RequestError) -> AuthError {
 impl Provider {
     pub async fn discover(cfg: &AuthConfig, http: &reqwest::Client) -> Result<Provider, AuthError> {
         let issuer_str = cfg.issuer.as_str().to_string();
-        let err = |reason: String| AuthError::Discovery { issuer: issuer_str.clone(), reason };
+        let err = |reason: String| AuthError::Discovery {
+            issuer: issuer_str.clone(),
+            reason,
+        };
         // `Url` adds a trailing slash to a bare origin; the issuer string the user gave is
         // what the provider must return, so try it as given and with the slash trimmed.
         let mut candidates = vec![issuer_str.clone()];
@@ -57,7 +67,10 @@ impl Provider {
             match CoreProviderMetadata::discover_async(issuer, http).await {
                 Ok(metadata) => {
                     tracing::debug!("discovered the identity provider {}", metadata.issuer().as_str());
-                    return Ok(Provider { metadata, cfg: cfg.clone() });
+                    return Ok(Provider {
+                        metadata,
+                        cfg: cfg.clone(),
+                    });
                 }
                 Err(e) => {
                     use std::error::Error as _;
@@ -76,12 +89,22 @@ impl Provider {
 
     fn client(&self, redirect: &str) -> Result<Client, AuthError> {
         let cfg = &self.cfg;
-        let secret = cfg.client_secret.as_ref().map(|s| ClientSecret::new(s.expose().clone()));
-        let mut client = CoreClient::from_provider_metadata(self.metadata.clone(), ClientId::new(cfg.client_id.clone()), secret)
-            .set_redirect_uri(RedirectUrl::new(redirect.to_string()).map_err(|e| AuthError::Listen { addr: redirect.into(), reason: e.to_string() })?);
+        let secret = cfg
+            .client_secret
+            .as_ref()
+            .map(|s| ClientSecret::new(s.expose().clone()));
+        let mut client =
+            CoreClient::from_provider_metadata(self.metadata.clone(), ClientId::new(cfg.client_id.clone()), secret)
+                .set_redirect_uri(RedirectUrl::new(redirect.to_string()).map_err(|e| AuthError::Listen {
+                    addr: redirect.into(),
+                    reason: e.to_string(),
+                })?);
         // Basic is the default; use the request body when the provider only takes that.
         if let Some(methods) = self.metadata.token_endpoint_auth_methods_supported() {
-            if cfg.client_secret.is_some() && !methods.contains(&CoreClientAuthMethod::ClientSecretBasic) && methods.contains(&CoreClientAuthMethod::ClientSecretPost) {
+            if cfg.client_secret.is_some()
+                && !methods.contains(&CoreClientAuthMethod::ClientSecretBasic)
+                && methods.contains(&CoreClientAuthMethod::ClientSecretPost)
+            {
                 client = client.set_auth_type(AuthType::RequestBody);
             }
         }
@@ -97,17 +120,32 @@ impl Provider {
         let client = self.client(&redirect)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let (url, state, nonce) = client
-            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
-            .add_scopes(cfg.scopes.iter().filter(|s| *s != "openid").map(|s| Scope::new(s.clone())))
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .add_scopes(
+                cfg.scopes
+                    .iter()
+                    .filter(|s| *s != "openid")
+                    .map(|s| Scope::new(s.clone())),
+            )
             .set_pkce_challenge(challenge)
             .url();
         let opened = browser::open(url.as_str());
         eprintln!(
             "authful-mcp-proxy: {} log in at:\n\n    {}\n",
-            if opened { "a browser window was opened; if it did not appear," } else { "no browser could be opened;" },
+            if opened {
+                "a browser window was opened; if it did not appear,"
+            } else {
+                "no browser could be opened;"
+            },
             url
         );
-        let code = listener.wait(state.secret(), self.metadata.issuer().as_str(), cfg.auth_timeout).await?;
+        let code = listener
+            .wait(state.secret(), self.metadata.issuer().as_str(), cfg.auth_timeout)
+            .await?;
         let response: CoreTokenResponse = client
             .exchange_code(AuthorizationCode::new(code.expose().clone()))
             .map_err(|e| AuthError::Network(e.to_string()))?
@@ -117,14 +155,24 @@ impl Provider {
             .map_err(token_error)?;
         let mut tokens = to_tokens(&response);
         if let Some(id_token) = response.id_token() {
-            let claims = id_token.claims(&client.id_token_verifier(), &nonce).map_err(|e| AuthError::IdToken(e.to_string()))?;
+            let claims = id_token
+                .claims(&client.id_token_verifier(), &nonce)
+                .map_err(|e| AuthError::IdToken(e.to_string()))?;
             tokens.subject = Some(claims.subject().as_str().to_string());
             tokens.username = claims
                 .preferred_username()
                 .map(|u| u.as_str().to_string())
                 .or_else(|| claims.email().map(|e| e.as_str().to_string()));
         }
-        tracing::info!("logged in{}", tokens.username.as_deref().or(tokens.subject.as_deref()).map(|u| format!(" as {u}")).unwrap_or_default());
+        tracing::info!(
+            "logged in{}",
+            tokens
+                .username
+                .as_deref()
+                .or(tokens.subject.as_deref())
+                .map(|u| format!(" as {u}"))
+                .unwrap_or_default()
+        );
         Ok(tokens)
     }
 
@@ -148,7 +196,9 @@ fn to_tokens(r: &CoreTokenResponse) -> Tokens {
         token_type: "Bearer".into(),
         refresh_token: r.refresh_token().map(|t| Secret::new(t.secret().clone())),
         id_token: r.id_token().map(|t| Secret::new(t.to_string())),
-        scope: r.scopes().map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")),
+        scope: r
+            .scopes()
+            .map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")),
         expires_at: r.expires_in().map(|d| obtained_at + d.as_secs()),
         obtained_at,
         subject: None,

@@ -37,7 +37,10 @@ pub enum AuthError {
 }
 
 fn describe_opt(d: &Option<String>) -> String {
-    d.as_deref().filter(|d| !d.is_empty()).map(|d| format!(": {d}")).unwrap_or_default()
+    d.as_deref()
+        .filter(|d| !d.is_empty())
+        .map(|d| format!(": {d}"))
+        .unwrap_or_default()
 }
 
 impl AuthError {
@@ -108,7 +111,11 @@ impl TokenManager {
             cfg,
             http,
             cache,
-            inner: tokio::sync::Mutex::new(Inner { tokens: None, loaded: false, refused: None }),
+            inner: tokio::sync::Mutex::new(Inner {
+                tokens: None,
+                loaded: false,
+                refused: None,
+            }),
             current: std::sync::Mutex::new(None),
             provider: tokio::sync::OnceCell::new(),
             interactive,
@@ -142,6 +149,14 @@ impl TokenManager {
             inner.loaded = true;
         }
         inner.tokens.clone()
+    }
+
+    /// Drop what is held in memory (after `logout`).
+    pub async fn forget(&self) {
+        let mut inner = self.inner.lock().await;
+        inner.tokens = None;
+        inner.loaded = true;
+        *self.current.lock().unwrap() = None;
     }
 
     /// The current token without waiting or refreshing (may be stale).
@@ -218,7 +233,9 @@ impl TokenManager {
     }
 
     async fn provider(&self) -> Result<&grant::Provider, AuthError> {
-        self.provider.get_or_try_init(|| grant::Provider::discover(&self.cfg, &self.http)).await
+        self.provider
+            .get_or_try_init(|| grant::Provider::discover(&self.cfg, &self.http))
+            .await
     }
 
     /// Refresh with retries on network errors (never a browser for a blip).
@@ -233,12 +250,18 @@ impl TokenManager {
             };
             match result {
                 Err(AuthError::Network(e)) if attempt < 4 => {
-                    tracing::warn!("refreshing the access token failed ({e}); retrying in {}s", delay.as_secs_f32());
+                    tracing::warn!(
+                        "refreshing the access token failed ({e}); retrying in {}s",
+                        delay.as_secs_f32()
+                    );
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }
                 Err(AuthError::Discovery { reason, .. }) if attempt < 4 => {
-                    tracing::warn!("the identity provider is not answering ({reason}); retrying in {}s", delay.as_secs_f32());
+                    tracing::warn!(
+                        "the identity provider is not answering ({reason}); retrying in {}s",
+                        delay.as_secs_f32()
+                    );
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }

@@ -36,7 +36,11 @@ pub struct Legacy {
 
 impl Legacy {
     pub fn new(conn: Arc<Conn>) -> Self {
-        Legacy { conn, state: Arc::new(Mutex::new(State::default())), connect: tokio::sync::Mutex::new(()) }
+        Legacy {
+            conn,
+            state: Arc::new(Mutex::new(State::default())),
+            connect: tokio::sync::Mutex::new(()),
+        }
     }
 
     pub async fn forward(&self, msg: &Msg) {
@@ -50,7 +54,11 @@ impl Legacy {
         };
         let key = msg.id.as_ref().map(|id| id.to_string());
         if msg.is_request() {
-            self.state.lock().unwrap().pending.insert(key.clone().unwrap_or_default());
+            self.state
+                .lock()
+                .unwrap()
+                .pending
+                .insert(key.clone().unwrap_or_default());
         }
         if let Err(text) = self.post(&endpoint, msg.body.clone()).await {
             if let Some(k) = &key {
@@ -99,7 +107,12 @@ impl Legacy {
                 .header(ACCEPT, "text/event-stream")
                 .send()
                 .await
-                .map_err(|e| (codes::BACKEND, format!("cannot reach the MCP server at {}: {}", self.conn.url, describe(&e))))?;
+                .map_err(|e| {
+                    (
+                        codes::BACKEND,
+                        format!("cannot reach the MCP server at {}: {}", self.conn.url, describe(&e)),
+                    )
+                })?;
             if r.status() == StatusCode::UNAUTHORIZED && auth_retry && self.conn.rejected(&token).await {
                 auth_retry = false;
                 continue;
@@ -130,7 +143,10 @@ impl Legacy {
         .await
         .ok()
         .flatten()
-        .ok_or((codes::BACKEND, "the MCP server's event stream sent no `endpoint` event".to_string()))?;
+        .ok_or((
+            codes::BACKEND,
+            "the MCP server's event stream sent no `endpoint` event".to_string(),
+        ))?;
         let endpoint = self
             .conn
             .url
@@ -139,7 +155,11 @@ impl Legacy {
         if endpoint.origin() != self.conn.url.origin() {
             return Err((
                 codes::BACKEND,
-                format!("refusing the MCP server's endpoint on another origin ({}): the access token is only sent to {}", endpoint.origin().ascii_serialization(), self.conn.url.origin().ascii_serialization()),
+                format!(
+                    "refusing the MCP server's endpoint on another origin ({}): the access token is only sent to {}",
+                    endpoint.origin().ascii_serialization(),
+                    self.conn.url.origin().ascii_serialization()
+                ),
             ));
         }
         let epoch = {
@@ -156,7 +176,11 @@ impl Legacy {
         if let (true, Some(mut init)) = (replay, init) {
             let rid = format!("authful-mcp-proxy-reinit-{epoch}");
             init["id"] = Value::String(rid.clone());
-            self.state.lock().unwrap().private.insert(Value::String(rid).to_string());
+            self.state
+                .lock()
+                .unwrap()
+                .private
+                .insert(Value::String(rid).to_string());
             let body = Bytes::from(serde_json::to_vec(&init).unwrap_or_default());
             self.post(&endpoint, body).await.map_err(|e| (codes::BACKEND, e))?;
             let note = Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
@@ -216,6 +240,10 @@ async fn read_loop(
     tracing::warn!("the MCP server's event stream ended");
     for key in pending {
         let id: Value = serde_json::from_str(&key).unwrap_or(Value::Null);
-        conn.out.error(Some(&id), codes::BACKEND, "the MCP server's event stream ended before it answered");
+        conn.out.error(
+            Some(&id),
+            codes::BACKEND,
+            "the MCP server's event stream ended before it answered",
+        );
     }
 }

@@ -86,7 +86,11 @@ pub fn classify(body: Bytes) -> Result<Msg, (Option<Value>, i64, String)> {
         Ok(e) => e,
         // Valid JSON of the wrong shape is an invalid request; anything else a parse error.
         Err(e) if e.is_data() && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok() => {
-            return Err((None, codes::INVALID_REQUEST, "Invalid Request: not a JSON-RPC message object".into()))
+            return Err((
+                None,
+                codes::INVALID_REQUEST,
+                "Invalid Request: not a JSON-RPC message object".into(),
+            ))
         }
         Err(e) => return Err((None, codes::PARSE_ERROR, format!("Parse error: {e}"))),
     };
@@ -94,9 +98,20 @@ pub fn classify(body: Bytes) -> Result<Msg, (Option<Value>, i64, String)> {
         (Some(_), Some(_)) => Kind::Request,
         (Some(_), None) => Kind::Notification,
         (None, Some(_)) if env.is_response() => Kind::Response,
-        _ => return Err((env.id, codes::INVALID_REQUEST, "Invalid Request: neither a request, a notification nor a response".into())),
+        _ => {
+            return Err((
+                env.id,
+                codes::INVALID_REQUEST,
+                "Invalid Request: neither a request, a notification nor a response".into(),
+            ))
+        }
     };
-    Ok(Msg { body, id: env.id, method: env.method, kind })
+    Ok(Msg {
+        body,
+        id: env.id,
+        method: env.method,
+        kind,
+    })
 }
 
 /// What both transports share: the HTTP client, where to go, and how to authenticate.
@@ -113,12 +128,22 @@ impl Conn {
     pub fn new(config: &Config, http: reqwest::Client, url: Url, auth: Option<Arc<TokenManager>>, out: Out) -> Self {
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
-            if let (Ok(n), Ok(mut v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value.expose())) {
+            if let (Ok(n), Ok(mut v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value.expose()),
+            ) {
                 v.set_sensitive(true);
                 headers.append(n, v);
             }
         }
-        Conn { http, url, headers, auth, out, shutdown: Shutdown::subscribe() }
+        Conn {
+            http,
+            url,
+            headers,
+            auth,
+            out,
+            shutdown: Shutdown::subscribe(),
+        }
     }
 
     /// The current bearer token, if this proxy logs in (waits for a login in progress).
@@ -141,10 +166,16 @@ impl Conn {
     }
 
     /// A request to `url` (which must be the backend's origin) with static headers and token.
-    pub fn request(&self, method: reqwest::Method, url: Url, token: &Option<Secret<String>>) -> reqwest::RequestBuilder {
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+        token: &Option<Secret<String>>,
+    ) -> reqwest::RequestBuilder {
         let mut rb = self.http.request(method, url).headers(self.headers.clone());
         if let Some(t) = token {
-            let mut v = HeaderValue::from_str(&format!("Bearer {}", t.expose())).unwrap_or(HeaderValue::from_static(""));
+            let mut v =
+                HeaderValue::from_str(&format!("Bearer {}", t.expose())).unwrap_or(HeaderValue::from_static(""));
             v.set_sensitive(true);
             rb = rb.header(reqwest::header::AUTHORIZATION, v);
         }
@@ -210,7 +241,10 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
     let max = config.max_message_bytes;
     let mut backend = match config.transport {
         Transport::Sse => Backend::Legacy(Arc::new(legacy::Legacy::new(conn.clone()))),
-        t => Backend::Streamable(Arc::new(streamable::Streamable::new(conn.clone(), t == Transport::Auto))),
+        t => Backend::Streamable(Arc::new(streamable::Streamable::new(
+            conn.clone(),
+            t == Transport::Auto,
+        ))),
     };
     let mut tasks = tokio::task::JoinSet::new();
     loop {
@@ -224,7 +258,11 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
                 break;
             }
             Some(Input::TooLarge(n)) => {
-                out.error(None, codes::INVALID_REQUEST, &format!("message of {n} bytes is larger than the limit of {max} bytes (--max-message-bytes)"));
+                out.error(
+                    None,
+                    codes::INVALID_REQUEST,
+                    &format!("message of {n} bytes is larger than the limit of {max} bytes (--max-message-bytes)"),
+                );
                 continue;
             }
             Some(Input::Line(l)) => Bytes::from(l),
@@ -236,7 +274,9 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
                 Backend::Streamable(s) if is_init => {
                     // Handled in line: nothing else may go out before the session exists.
                     if s.forward(&msg).await == streamable::Forwarded::Fallback {
-                        tracing::info!("the server does not speak Streamable HTTP; using the HTTP+SSE transport (MCP 2024-11-05)");
+                        tracing::info!(
+                            "the server does not speak Streamable HTTP; using the HTTP+SSE transport (MCP 2024-11-05)"
+                        );
                         let l = Arc::new(legacy::Legacy::new(conn.clone()));
                         l.forward(&msg).await;
                         backend = Backend::Legacy(l);
@@ -244,7 +284,9 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
                 }
                 Backend::Streamable(s) if msg.is_request() => {
                     let s = s.clone();
-                    tasks.spawn(async move { s.forward(&msg).await; });
+                    tasks.spawn(async move {
+                        s.forward(&msg).await;
+                    });
                 }
                 // Notifications and responses keep their order: sent one after another.
                 Backend::Streamable(s) => {
@@ -274,7 +316,10 @@ fn split(line: Bytes, out: &Out) -> Vec<Msg> {
                 out.error(None, codes::INVALID_REQUEST, "Invalid Request: empty batch");
                 return vec![];
             }
-            Ok(items) => items.iter().map(|r| Bytes::copy_from_slice(r.get().as_bytes())).collect(),
+            Ok(items) => items
+                .iter()
+                .map(|r| Bytes::copy_from_slice(r.get().as_bytes()))
+                .collect(),
             Err(e) => {
                 out.error(None, codes::PARSE_ERROR, &format!("Parse error: {e}"));
                 return vec![];
@@ -305,15 +350,24 @@ mod tests {
     fn classification_table() {
         let rows: &[(&str, Result<Kind, i64>)] = &[
             (r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, Ok(Kind::Request)),
-            (r#"{"jsonrpc":"2.0","id":"a","method":"x","params":{"deep":[1,2,{"z":null}]}}"#, Ok(Kind::Request)),
-            (r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, Ok(Kind::Notification)),
+            (
+                r#"{"jsonrpc":"2.0","id":"a","method":"x","params":{"deep":[1,2,{"z":null}]}}"#,
+                Ok(Kind::Request),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+                Ok(Kind::Notification),
+            ),
             (r#"{"jsonrpc":"2.0","id":7,"result":{}}"#, Ok(Kind::Response)),
-            (r#"{"jsonrpc":"2.0","id":7,"error":{"code":1,"message":"m"}}"#, Ok(Kind::Response)),
+            (
+                r#"{"jsonrpc":"2.0","id":7,"error":{"code":1,"message":"m"}}"#,
+                Ok(Kind::Response),
+            ),
             (r#"{"jsonrpc":"2.0","id":7}"#, Err(codes::INVALID_REQUEST)), // neither result nor method
-            (r#"[1,2"#, Err(codes::PARSE_ERROR)),                          // truncated JSON
+            (r#"[1,2"#, Err(codes::PARSE_ERROR)),                         // truncated JSON
             (r#"not json"#, Err(codes::PARSE_ERROR)),
-            (r#""a string""#, Err(codes::INVALID_REQUEST)),               // valid JSON, wrong shape
-            (r#"{"method":5,"id":1}"#, Err(codes::INVALID_REQUEST)),      // method must be a string
+            (r#""a string""#, Err(codes::INVALID_REQUEST)), // valid JSON, wrong shape
+            (r#"{"method":5,"id":1}"#, Err(codes::INVALID_REQUEST)), // method must be a string
         ];
         for (input, want) in rows {
             assert_eq!(&kind(input), want, "{input}");
@@ -324,7 +378,10 @@ mod tests {
     fn batches_are_split_and_bad_members_answered() {
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         let out = Out::spawn(ChanWriter(tx), || {});
-        let msgs = split(Bytes::from_static(br#"[{"jsonrpc":"2.0","id":1,"method":"a"}, 5, {"jsonrpc":"2.0","method":"n"}]"#), &out);
+        let msgs = split(
+            Bytes::from_static(br#"[{"jsonrpc":"2.0","id":1,"method":"a"}, 5, {"jsonrpc":"2.0","method":"n"}]"#),
+            &out,
+        );
         assert_eq!(msgs.len(), 2);
         assert_eq!(msgs[0].body.as_ref(), br#"{"jsonrpc":"2.0","id":1,"method":"a"}"#);
         assert_eq!(msgs[1].kind, Kind::Notification);

@@ -55,7 +55,11 @@ mod tests {
     use bytes::Bytes;
 
     async fn parse_chunks(chunks: Vec<&'static [u8]>) -> (Vec<String>, Cursor) {
-        let stream = futures_util::stream::iter(chunks.into_iter().map(|c| Ok::<_, std::io::Error>(Bytes::from_static(c))));
+        let stream = futures_util::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, std::io::Error>(Bytes::from_static(c))),
+        );
         let mut s = SseStream::from_bytes_stream(stream);
         let mut cursor = Cursor::default();
         let mut data = vec![];
@@ -70,11 +74,11 @@ mod tests {
     #[tokio::test]
     async fn priming_event_comments_crlf_and_split_chunks() {
         let (data, cursor) = parse_chunks(vec![
-            b"id: prime-1\ndata:\n\n",                 // 2025-11-25 priming event: id, empty data
-            b": keep-alive comment\n\n",               // comments are ignored
+            b"id: prime-1\ndata:\n\n",                  // 2025-11-25 priming event: id, empty data
+            b": keep-alive comment\n\n",                // comments are ignored
             b"id: 2\r\nevent: message\r\ndata: {\"a\"", // CRLF and an event split across chunks
             b":1}\r\n\r\n",
-            b"id: 3\nretry: 2500\n\n",                 // retry-only block still moves the cursor
+            b"id: 3\nretry: 2500\n\n", // retry-only block still moves the cursor
             b"event: endpoint\ndata: /messages?s=1\n\n", // other event types are not JSON-RPC
         ])
         .await;

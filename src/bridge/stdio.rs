@@ -225,11 +225,11 @@ mod tests {
         // (input, max, expected lines) with the reason for each row.
         let rows: &[(&[u8], usize, &[&str])] = &[
             (b"{\"a\":1}\n{\"b\":2}\n", 100, &["{\"a\":1}", "{\"b\":2}"]), // plain LF framing
-            (b"{\"a\":1}\r\n", 100, &["{\"a\":1}"]),                      // CRLF from Windows hosts
-            (b"\n\n  \n{\"a\":1}\n", 100, &["{\"a\":1}"]),                // empty lines are skipped
-            (b"{\"a\":1}", 100, &["{\"a\":1}"]),                          // last line without newline
-            (b"0123456789abcdef\n{}\n", 8, &["<too large: 16>", "{}"]),   // oversize line dropped, next kept
-            (b"0123456789abcdef", 8, &["<too large: 16>"]),               // oversize at EOF
+            (b"{\"a\":1}\r\n", 100, &["{\"a\":1}"]),                       // CRLF from Windows hosts
+            (b"\n\n  \n{\"a\":1}\n", 100, &["{\"a\":1}"]),                 // empty lines are skipped
+            (b"{\"a\":1}", 100, &["{\"a\":1}"]),                           // last line without newline
+            (b"0123456789abcdef\n{}\n", 8, &["<too large: 16>", "{}"]),    // oversize line dropped, next kept
+            (b"0123456789abcdef", 8, &["<too large: 16>"]),                // oversize at EOF
         ];
         for (input, max, want) in rows {
             assert_eq!(lines(input, *max), *want, "input {:?}", String::from_utf8_lossy(input));

@@ -58,15 +58,29 @@ pub struct Streamable {
 
 impl Streamable {
     pub fn new(conn: Arc<Conn>, fallback: bool) -> Self {
-        Streamable { conn, fallback, state: Mutex::new(State::default()), reinit: tokio::sync::Mutex::new(()) }
+        Streamable {
+            conn,
+            fallback,
+            state: Mutex::new(State::default()),
+            reinit: tokio::sync::Mutex::new(()),
+        }
     }
 
     fn snapshot(&self) -> Snapshot {
         let st = self.state.lock().unwrap();
-        Snapshot { generation: st.generation, session: st.session.clone(), version: st.version.clone() }
+        Snapshot {
+            generation: st.generation,
+            session: st.session.clone(),
+            version: st.version.clone(),
+        }
     }
 
-    fn build(&self, method: Method, snap: Option<&Snapshot>, token: &Option<Secret<String>>) -> reqwest::RequestBuilder {
+    fn build(
+        &self,
+        method: Method,
+        snap: Option<&Snapshot>,
+        token: &Option<Secret<String>>,
+    ) -> reqwest::RequestBuilder {
         let mut rb = self.conn.request(method, self.conn.url.clone(), token);
         if let Some(s) = snap {
             if let Some(id) = s.session.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
@@ -81,7 +95,12 @@ impl Streamable {
         rb
     }
 
-    async fn post(&self, body: Bytes, snap: Option<&Snapshot>, token: &Option<Secret<String>>) -> reqwest::Result<Response> {
+    async fn post(
+        &self,
+        body: Bytes,
+        snap: Option<&Snapshot>,
+        token: &Option<Secret<String>>,
+    ) -> reqwest::Result<Response> {
         self.build(Method::POST, snap, token)
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, ACCEPT_BOTH)
@@ -90,8 +109,15 @@ impl Streamable {
             .await
     }
 
-    async fn get(&self, snap: &Snapshot, token: &Option<Secret<String>>, last_event_id: Option<&str>) -> reqwest::Result<Response> {
-        let mut rb = self.build(Method::GET, Some(snap), token).header(ACCEPT, "text/event-stream");
+    async fn get(
+        &self,
+        snap: &Snapshot,
+        token: &Option<Secret<String>>,
+        last_event_id: Option<&str>,
+    ) -> reqwest::Result<Response> {
+        let mut rb = self
+            .build(Method::GET, Some(snap), token)
+            .header(ACCEPT, "text/event-stream");
         if let Some(id) = last_event_id {
             rb = rb.header(LAST_EVENT_ID, id);
         }
@@ -134,7 +160,11 @@ impl Streamable {
                 auth_retry = false;
                 continue;
             }
-            if is_init && self.fallback && !self.state.lock().unwrap().initialized_once && matches!(status.as_u16(), 400 | 404 | 405) {
+            if is_init
+                && self.fallback
+                && !self.state.lock().unwrap().initialized_once
+                && matches!(status.as_u16(), 400 | 404 | 405)
+            {
                 return Forwarded::Fallback;
             }
             if status == StatusCode::NOT_FOUND && !is_init && snap.session.is_some() && reinit_retry {
@@ -142,7 +172,11 @@ impl Streamable {
                 match self.reinitialize(snap.generation).await {
                     Ok(()) => continue,
                     Err(e) => {
-                        self.conn.fail(msg, codes::BACKEND, &format!("the MCP server ended the session and a new one could not be started: {e}"));
+                        self.conn.fail(
+                            msg,
+                            codes::BACKEND,
+                            &format!("the MCP server ended the session and a new one could not be started: {e}"),
+                        );
                         return Forwarded::Done;
                     }
                 }
@@ -176,23 +210,40 @@ impl Streamable {
                 answered = self.resume(msg, is_init, cursor).await;
             }
             if !answered && msg.is_request() {
-                self.conn.fail(msg, codes::BACKEND, "the MCP server closed the response stream before answering");
+                self.conn.fail(
+                    msg,
+                    codes::BACKEND,
+                    "the MCP server closed the response stream before answering",
+                );
             }
             return;
         }
         let ctype = sse::content_type(&resp);
         let body = match resp.bytes().await {
             Ok(b) => b,
-            Err(e) => return self.conn.fail(msg, codes::BACKEND, &format!("reading the MCP server's reply failed: {}", describe(&e))),
+            Err(e) => {
+                return self.conn.fail(
+                    msg,
+                    codes::BACKEND,
+                    &format!("reading the MCP server's reply failed: {}", describe(&e)),
+                )
+            }
         };
         if body.iter().all(u8::is_ascii_whitespace) {
             if msg.is_request() {
-                self.conn.fail(msg, codes::BACKEND, &format!("the MCP server sent no answer (HTTP {})", status.as_u16()));
+                self.conn.fail(
+                    msg,
+                    codes::BACKEND,
+                    &format!("the MCP server sent no answer (HTTP {})", status.as_u16()),
+                );
             }
             return;
         }
         if !ctype.starts_with("application/json") {
-            let text = format!("the MCP server answered with `{}` instead of JSON-RPC", if ctype.is_empty() { "no content type" } else { &ctype });
+            let text = format!(
+                "the MCP server answered with `{}` instead of JSON-RPC",
+                if ctype.is_empty() { "no content type" } else { &ctype }
+            );
             return self.conn.fail(msg, codes::BACKEND, &text);
         }
         let answered = match std::str::from_utf8(&body) {
@@ -200,7 +251,11 @@ impl Streamable {
             Err(_) => false,
         };
         if !answered && msg.is_request() {
-            self.conn.fail(msg, codes::BACKEND, "the MCP server's reply is not a JSON-RPC answer to this request");
+            self.conn.fail(
+                msg,
+                codes::BACKEND,
+                "the MCP server's reply is not a JSON-RPC answer to this request",
+            );
         }
     }
 
@@ -235,7 +290,14 @@ impl Streamable {
         let trimmed = text.trim_start();
         if trimmed.starts_with('[') {
             return match serde_json::from_str::<Vec<&serde_json::value::RawValue>>(trimmed) {
-                Ok(items) => items.iter().fold(false, |acc, m| self.deliver(m.get(), wait_for, is_init) || acc),
+                Ok(items) => {
+                    // Deliver every member (no short-circuit), then say whether one was ours.
+                    let mut ours = false;
+                    for m in items {
+                        ours |= self.deliver(m.get(), wait_for, is_init);
+                    }
+                    ours
+                }
                 Err(_) => {
                     tracing::warn!("dropped a message from the MCP server that is not valid JSON");
                     false
@@ -310,7 +372,11 @@ impl Streamable {
                 Ok(t) => t,
                 Err(_) => return false,
             };
-            tracing::debug!("resuming the stream for {:?} after event {:?}", msg.id, cursor.last_event_id);
+            tracing::debug!(
+                "resuming the stream for {:?} after event {:?}",
+                msg.id,
+                cursor.last_event_id
+            );
             match self.get(&snap, &token, cursor.last_event_id.as_deref()).await {
                 Ok(r) if r.status().is_success() && sse::is_event_stream(&r) => {
                     if self.pump(r, msg.id.as_ref(), is_init, &mut cursor).await {
@@ -443,13 +509,20 @@ impl Streamable {
         if let Some(err) = reply.get("error") {
             return Err(format!("initialize failed: {err}"));
         }
-        let version = reply.pointer("/result/protocolVersion").and_then(Value::as_str).map(str::to_string);
+        let version = reply
+            .pointer("/result/protocolVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let snap = {
             let mut st = self.state.lock().unwrap();
             st.session = session;
             st.version = version;
             st.generation += 1;
-            Snapshot { generation: st.generation, session: st.session.clone(), version: st.version.clone() }
+            Snapshot {
+                generation: st.generation,
+                session: st.session.clone(),
+                version: st.version.clone(),
+            }
         };
         let note = Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
         let token = self.conn.bearer().await.map_err(|e| e.to_string())?;
@@ -471,7 +544,11 @@ impl Streamable {
                 t.abort();
             }
             st.generation += 1;
-            Snapshot { generation: st.generation, session: st.session.take(), version: st.version.clone() }
+            Snapshot {
+                generation: st.generation,
+                session: st.session.take(),
+                version: st.version.clone(),
+            }
         };
         if snap.session.is_none() {
             return;
@@ -480,7 +557,9 @@ impl Streamable {
             Some(a) => a.cached_token(),
             None => None,
         };
-        let req = self.build(Method::DELETE, Some(&snap), &token).timeout(Duration::from_secs(2));
+        let req = self
+            .build(Method::DELETE, Some(&snap), &token)
+            .timeout(Duration::from_secs(2));
         match req.send().await {
             Ok(r) => tracing::debug!("session closed (HTTP {})", r.status().as_u16()),
             Err(e) => tracing::debug!("could not close the session: {}", describe(&e)),

@@ -1,0 +1,110 @@
+//! The library API behind the JS functions (`getAccessToken`, `login`, `logout`, `status`,
+//! `createAuthFetch`). Options arrive as argv so they get the CLI's parser and validation.
+//! Token managers are kept per configuration, so a 401 reported by `createAuthFetch` is
+//! seen by the next `getAccessToken`.
+
+use crate::auth::TokenManager;
+use crate::cli::{self, Invocation};
+use crate::config::{Config, ConfigError};
+use crate::error::Error;
+use crate::secret::Secret;
+use crate::token_cache::{self, Tokens};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+
+fn config(argv: &[String]) -> Result<Config, Error> {
+    let mut full = vec!["status".to_string()];
+    full.extend(argv.iter().cloned());
+    match cli::parse(&full)? {
+        Invocation::Status { config, .. } => Ok(config),
+        _ => Err(ConfigError::Usage("unexpected arguments".into()).into()),
+    }
+}
+
+fn manager(argv: &[String]) -> Result<Arc<TokenManager>, Error> {
+    static MANAGERS: Mutex<Vec<(Vec<String>, Arc<TokenManager>)>> = Mutex::new(Vec::new());
+    let mut all = MANAGERS.lock().unwrap();
+    if let Some((_, m)) = all.iter().find(|(a, _)| a == argv) {
+        return Ok(m.clone());
+    }
+    let config = config(argv)?;
+    crate::log::init(config.log);
+    let auth = config.auth.clone().ok_or(ConfigError::MissingIssuer)?;
+    let http = crate::http::auth_client(&config).map_err(Error::Runtime)?;
+    let m = TokenManager::new(auth, http, true);
+    all.push((argv.to_vec(), m.clone()));
+    Ok(m)
+}
+
+/// A valid access token: cache → refresh → browser login.
+pub async fn access_token(argv: Vec<String>) -> Result<String, Error> {
+    let m = manager(&argv)?;
+    Ok(m.access_token().await?.expose().clone())
+}
+
+/// The server refused `token` (HTTP 401): the next `access_token` refreshes.
+pub async fn reject_token(argv: Vec<String>, token: String) -> Result<(), Error> {
+    manager(&argv)?.rejected(&Secret::new(token)).await;
+    Ok(())
+}
+
+/// Log in (or refresh) and return the status.
+pub async fn login(argv: Vec<String>) -> Result<Value, Error> {
+    let m = manager(&argv)?;
+    let t = m.tokens().await?;
+    Ok(status_report(&m, Some(&t)))
+}
+
+/// Who is logged in for this configuration; never a token value. No network access.
+pub async fn status(argv: Vec<String>) -> Result<Value, Error> {
+    let m = manager(&argv)?;
+    let t = m.peek().await;
+    Ok(status_report(&m, t.as_ref()))
+}
+
+/// Remove this configuration's cached tokens (`all`: every cached login in the folder).
+pub async fn logout(argv: Vec<String>, all: bool) -> Result<Value, Error> {
+    let config = config(&argv)?;
+    if all {
+        let dir = config
+            .cache_dir
+            .clone()
+            .ok_or_else(|| Error::Runtime("no cache folder (no home directory)".into()))?;
+        let n = token_cache::remove_all(&dir)
+            .map_err(|e| Error::Runtime(format!("cannot clear `{}`: {e}", dir.display())))?;
+        return Ok(json!({ "removed": n }));
+    }
+    let m = manager(&argv)?;
+    let removed = m
+        .cache()
+        .remove()
+        .map_err(|e| Error::Runtime(format!("cannot remove the cached login: {e}")))?;
+    m.forget().await;
+    Ok(json!({ "removed": usize::from(removed) }))
+}
+
+/// The status object shared by `status --json` and the JS API.
+pub fn status_report(m: &TokenManager, tokens: Option<&Tokens>) -> Value {
+    let auth = m.config();
+    let now = token_cache::now();
+    json!({
+        "loggedIn": tokens.is_some(),
+        "issuer": auth.issuer.as_str(),
+        "clientId": auth.client_id,
+        "subject": tokens.and_then(|t| t.subject.clone()),
+        "username": tokens.and_then(|t| t.username.clone()),
+        "scopes": tokens.and_then(|t| t.scope.clone()).unwrap_or_else(|| auth.scopes.join(" ")),
+        "expiresAt": tokens.and_then(|t| t.expires_at),
+        "expired": tokens.map(|t| t.expires_at.is_some_and(|e| e <= now)),
+        "hasRefreshToken": tokens.map(|t| t.refresh_token.is_some()),
+        "cacheFile": m.cache().path().map(|p| p.display().to_string()),
+    })
+}
+
+/// `{ "value": ... }` or `{ "error": { code, message, hint } }`, for the JS side.
+pub fn envelope(result: Result<Value, Error>) -> String {
+    match result {
+        Ok(v) => json!({ "value": v }).to_string(),
+        Err(e) => json!({ "error": { "code": e.code(), "message": e.to_string(), "hint": e.hint() } }).to_string(),
+    }
+}
