@@ -187,7 +187,11 @@ impl Streamable {
                 self.state.lock().unwrap().initialized_once = true;
             }
             if ok && msg.method.as_deref() == Some("notifications/initialized") {
-                self.start_get_stream();
+                // Wait (briefly) until the GET stream is open, so that server messages sent
+                // on it for the client's first requests are not lost.
+                if let Some(opened) = self.start_get_stream() {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), opened).await;
+                }
             }
             return Forwarded::Done;
         }
@@ -398,10 +402,12 @@ impl Streamable {
         false
     }
 
-    fn start_get_stream(self: &Arc<Self>) {
+    /// Start the GET stream for the current session; the receiver fires once the server
+    /// answered the first GET (stream open, 405, or an error).
+    fn start_get_stream(self: &Arc<Self>) -> Option<tokio::sync::oneshot::Receiver<()>> {
         let mut st = self.state.lock().unwrap();
         if st.get_for == Some(st.generation) {
-            return;
+            return None;
         }
         if let Some(old) = st.get_task.take() {
             old.abort();
@@ -409,11 +415,14 @@ impl Streamable {
         st.get_for = Some(st.generation);
         let me = self.clone();
         let generation = st.generation;
-        st.get_task = Some(tokio::spawn(async move { me.get_loop(generation).await }).abort_handle());
+        let (opened_tx, opened_rx) = tokio::sync::oneshot::channel();
+        st.get_task = Some(tokio::spawn(async move { me.get_loop(generation, opened_tx).await }).abort_handle());
+        Some(opened_rx)
     }
 
     /// The standalone GET stream: server requests and notifications outside any request.
-    async fn get_loop(self: Arc<Self>, generation: u64) {
+    async fn get_loop(self: Arc<Self>, generation: u64, opened: tokio::sync::oneshot::Sender<()>) {
+        let mut opened = Some(opened);
         let mut cursor = Cursor::default();
         let mut failures: u32 = 0;
         let mut shutdown = self.conn.shutdown.clone();
@@ -427,6 +436,9 @@ impl Streamable {
                 Err(_) => return,
             };
             let resp = self.get(&snap, &token, cursor.last_event_id.as_deref()).await;
+            if let Some(tx) = opened.take() {
+                let _ = tx.send(());
+            }
             let backoff = Duration::from_millis((500u64 << failures.min(6)).min(30_000));
             match resp {
                 Ok(r) if r.status() == StatusCode::METHOD_NOT_ALLOWED => {
@@ -532,7 +544,9 @@ impl Streamable {
             Err(e) => tracing::debug!("notifications/initialized failed: {}", describe(&e)),
         }
         tracing::info!("the MCP server ended our session; started a new one transparently");
-        self.start_get_stream();
+        if let Some(opened) = self.start_get_stream() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), opened).await;
+        }
         Ok(())
     }
 
