@@ -86,7 +86,7 @@ function shutdown() {
  * Run the proxy in this process on its stdin/stdout; resolves with the exit code when stdin
  * ends or `shutdown()` is called.
  */
-function runProxy(options = {}) {
+async function runProxy(options = {}) {
   return binding.run(toArgv(options))
 }
 
@@ -103,22 +103,22 @@ async function unwrap(promise) {
 }
 
 /** A valid access token for these options: cache → refresh → browser login. */
-function getAccessToken(options = {}) {
+async function getAccessToken(options = {}) {
   return unwrap(binding.apiAccessToken(toArgv(options)))
 }
 
 /** Log in (or refresh) now; resolves with the status (never a token). */
-function login(options = {}) {
+async function login(options = {}) {
   return unwrap(binding.apiLogin(toArgv(options)))
 }
 
 /** Remove the cached login for these options (`{ all: true }`: every cached login). */
-function logout(options = {}, { all = false } = {}) {
+async function logout(options = {}, { all = false } = {}) {
   return unwrap(binding.apiLogout(toArgv(options), all))
 }
 
 /** Who is logged in for these options, scopes, expiry, cache file; never a token. */
-function status(options = {}) {
+async function status(options = {}) {
   return unwrap(binding.apiStatus(toArgv(options)))
 }
 
