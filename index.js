@@ -14,8 +14,8 @@ function loadBinding() {
     ]
     const e = new Error(
       `no native binary of authful-mcp-proxy loads on ${platform}-${arch} ` +
-        `(prebuilt for: ${supported.join(', ')}). Reinstall without --no-optional ` +
-        `(npm bug: https://github.com/npm/cli/issues/4828), or build from source with \`npm run build\`. ` +
+        `(prebuilt for: ${supported.join(', ')}). Reinstall without --no-optional or --omit=optional ` +
+        `(npm bug: https://github.com/npm/cli/issues/4828), or, in a clone of the repository, build it with \`npm run build\`. ` +
         `Cause: ${err && err.message ? err.message.split('\n')[0] : err}`,
     )
     e.code = 'ERR_NO_BINARY'

@@ -69,6 +69,10 @@ export function defaultClients() {
  * @param {object[]} [opts.clients]              extra client metadata, added to the defaults
  * @param {string} [opts.defaultScope]           applied to /auth requests without `scope`
  * @param {boolean} [opts.quiet=true]            silence oidc-provider's dev-mode warnings
+ * @param {boolean} [opts.recordTokenRequests=false]  test knob: keep the secrets of every
+ *                                              token-endpoint request (code, code_verifier,
+ *                                              refresh_token) in `idp.tokenRequests`, so a test
+ *                                              can check they never leak anywhere else
  */
 export async function startIdp(opts = {}) {
   const {
@@ -80,6 +84,7 @@ export async function startIdp(opts = {}) {
     clients = [],
     defaultScope = DEFAULT_SCOPE,
     quiet = true,
+    recordTokenRequests = false,
   } = opts;
 
   // The issuer must be known when the Provider is constructed, so listen first.
@@ -186,7 +191,9 @@ export async function startIdp(opts = {}) {
     refreshFailures: 0, // failed refresh_token grants (e.g. invalid_grant)
     clientCredentials: 0,
     grantErrors: [], // { grantType, error, description }
+    tokenEndpointRequests: 0, // every hit on the token endpoint, whatever the outcome
   };
+  const tokenRequests = []; // only filled with recordTokenRequests
   const grantIds = new Set();
 
   const grantTypeOf = (ctx) => ctx.oidc?.params?.grant_type ?? ctx.oidc?.body?.grant_type;
@@ -217,6 +224,15 @@ export async function startIdp(opts = {}) {
     if (ctx.path === '/.well-known/oauth-authorization-server') {
       ctx.path = '/.well-known/openid-configuration';
     }
+    if (ctx.path === '/token') {
+      stats.tokenEndpointRequests += 1;
+      if (recordTokenRequests) {
+        await next();
+        const p = ctx.oidc?.params ?? {};
+        tokenRequests.push({ grantType: p.grant_type, code: p.code, codeVerifier: p.code_verifier, refreshToken: p.refresh_token, status: ctx.status });
+        return;
+      }
+    }
     if (ctx.path === '/auth' || ctx.path.startsWith('/auth?')) {
       stats.authorizationRequests += 1;
       // Apply a default scope (oidc-provider answers access_denied/invalid otherwise).
@@ -242,13 +258,31 @@ export async function startIdp(opts = {}) {
   }
 
   async function close() {
+    if (!server.listening) return;
     await new Promise((resolve) => {
       server.close(() => resolve());
       server.closeAllConnections();
     });
   }
 
-  return { issuer, port: actualPort, provider, server, stats, revokeAllGrants, close, resource };
+  /**
+   * Test knob: take the provider off the network (stop listening, drop connections) while
+   * keeping its state (keys, grants, refresh tokens), like an outage of a real IdP.
+   */
+  async function pause() {
+    await close();
+  }
+
+  /** Listen again on the same port after `pause()`. */
+  async function resume() {
+    if (server.listening) return;
+    await new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(actualPort, '127.0.0.1', () => { server.off('error', reject); resolve(); });
+    });
+  }
+
+  return { issuer, port: actualPort, provider, server, stats, tokenRequests, revokeAllGrants, close, pause, resume, resource };
 }
 
 // oidc-provider prints loud "attention" warnings for devInteractions/dev keys; hide them.

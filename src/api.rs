@@ -89,8 +89,8 @@ pub fn status_report(m: &TokenManager, tokens: Option<&Tokens>) -> Value {
     let now = token_cache::now();
     json!({
         "loggedIn": tokens.is_some(),
-        "issuer": auth.issuer.as_str(),
-        "clientId": auth.client_id,
+        "issuer": auth.issuer_label(),
+        "clientId": auth.client_label(),
         "subject": tokens.and_then(|t| t.subject.clone()),
         "username": tokens.and_then(|t| t.username.clone()),
         "scopes": tokens.and_then(|t| t.scope.clone()).unwrap_or_else(|| auth.scopes.join(" ")),

@@ -82,9 +82,13 @@ async fn proxy(config: Config) -> Result<ExitCode, Error> {
         Some(_) => Some(token_manager(&config, true)?),
         None => None,
     };
+    if let Some(tm) = &auth {
+        // No issuer configured: the server must name one (cached after the first run).
+        tm.ensure_discoverable().await?;
+    }
     if config.banner {
         let login = match &config.auth {
-            Some(a) => format!("OIDC login with `{}` at {}", a.client_id, a.issuer),
+            Some(a) => format!("OIDC login with `{}` at {}", a.client_label(), a.issuer_label()),
             None => "static headers, no login".into(),
         };
         tracing::info!("authful-mcp-proxy {} → {} ({login})", env!("CARGO_PKG_VERSION"), url);
@@ -114,8 +118,8 @@ async fn status(config: Config, json: bool) -> Result<ExitCode, Error> {
         match &tokens {
             None => format!(
                 "Not logged in to {} as client `{}`.\nCache file: {}\nRun `authful-mcp-proxy login` to log in.\n",
-                auth.issuer,
-                auth.client_id,
+                auth.issuer_label(),
+                auth.client_label(),
                 cache
                     .as_ref()
                     .map(|p| p.display().to_string())
@@ -123,8 +127,8 @@ async fn status(config: Config, json: bool) -> Result<ExitCode, Error> {
             ),
             Some(t) => format!(
                 "Logged in to {} as client `{}`{}.\nScopes: {}\nAccess token: {}\nRefresh token: {}\nCache file: {}\n",
-                auth.issuer,
-                auth.client_id,
+                auth.issuer_label(),
+                auth.client_label(),
                 who(t),
                 report["scopes"].as_str().unwrap_or(""),
                 match t.expires_at {

@@ -81,15 +81,9 @@ pub struct Opts {
     )]
     pub oidc_client_secret: Option<String>,
 
-    /// Space-separated OAuth scopes.
-    #[arg(
-        long,
-        env = "OIDC_SCOPES",
-        global = true,
-        value_name = "SCOPES",
-        default_value = "openid profile email"
-    )]
-    pub oidc_scopes: String,
+    /// Space-separated OAuth scopes [default: openid profile email; after discovery: what the server asks for]
+    #[arg(long, env = "OIDC_SCOPES", global = true, value_name = "SCOPES")]
+    pub oidc_scopes: Option<String>,
 
     /// OAuth redirect (callback) URL; must be a loopback http URL registered with the provider.
     #[arg(
@@ -107,12 +101,46 @@ pub struct Opts {
         env = "MCP_PROXY_AUTH_TIMEOUT",
         global = true,
         value_name = "SECONDS",
-        default_value_t = 300
+        default_value_t = 300,
+        value_parser = seconds
     )]
     pub auth_timeout: u64,
 
+    /// Log in with the device authorization grant (RFC 8628): a code to enter on another device.
+    /// Chosen automatically when no browser can be opened.
+    #[arg(
+        long,
+        env = "MCP_PROXY_DEVICE_CODE",
+        global = true,
+        conflicts_with = "client_credentials"
+    )]
+    pub device_code: bool,
+
+    /// Use the client credentials grant (needs a client secret): no user, no browser.
+    #[arg(long, env = "MCP_PROXY_CLIENT_CREDENTIALS", global = true)]
+    pub client_credentials: bool,
+
+    /// RFC 8707 resource to ask tokens for [default: the backend URL when the authorization server
+    /// was discovered from it; none otherwise].
+    #[arg(
+        long,
+        env = "MCP_PROXY_RESOURCE",
+        global = true,
+        value_name = "URL",
+        conflicts_with = "no_resource"
+    )]
+    pub resource: Option<String>,
+
+    /// Never send the `resource` parameter (for providers that reject it).
+    #[arg(long, global = true)]
+    pub no_resource: bool,
+
+    /// Extra authorization request parameter, `key=value` (repeatable), e.g. `audience=...` or `prompt=consent`.
+    #[arg(long = "authorize-param", global = true, value_name = "KEY=VALUE")]
+    pub authorize_params: Vec<String>,
+
     /// Token cache directory [default: ~/.fastmcp/oauth-mcp-client-cache]
-    #[arg(long, env = "MCP_PROXY_CACHE_DIR", global = true, value_name = "DIR")]
+    #[arg(long, env = "MCP_PROXY_CACHE_DIR", global = true, value_name = "DIR", value_parser = path)]
     pub cache_dir: Option<PathBuf>,
 
     /// Extra header for every backend request, `Name: value` (repeatable; `${VAR}` is expanded).
@@ -120,7 +148,7 @@ pub struct Opts {
     pub headers: Vec<String>,
 
     /// Backend transport: `auto` tries Streamable HTTP, then falls back to legacy HTTP+SSE.
-    #[arg(long, env = "MCP_PROXY_TRANSPORT", global = true, value_enum, default_value_t = Transport::Auto)]
+    #[arg(long, env = "MCP_PROXY_TRANSPORT", global = true, default_value = "auto", value_parser = transport)]
     pub transport: Transport,
 
     /// Allow plain `http://` backends and issuers that are not on loopback.
@@ -128,11 +156,11 @@ pub struct Opts {
     pub allow_http: bool,
 
     /// Extra CA certificates (PEM) to trust, added to the system roots (also: SSL_CERT_FILE, NODE_EXTRA_CA_CERTS).
-    #[arg(long, env = "MCP_PROXY_CA_FILE", global = true, value_name = "FILE")]
+    #[arg(long, env = "MCP_PROXY_CA_FILE", global = true, value_name = "FILE", value_parser = path)]
     pub ca_file: Option<PathBuf>,
 
     /// Largest JSON-RPC message accepted on stdin, in bytes.
-    #[arg(long, env = "MCP_PROXY_MAX_MESSAGE_BYTES", global = true, value_name = "BYTES", default_value_t = 64 * 1024 * 1024)]
+    #[arg(long, env = "MCP_PROXY_MAX_MESSAGE_BYTES", global = true, value_name = "BYTES", default_value = "67108864", value_parser = bytes)]
     pub max_message_bytes: usize,
 
     /// Suppress the startup banner.
@@ -146,6 +174,36 @@ pub struct Opts {
     /// Enable detailed debug logging (also: MCP_PROXY_DEBUG=1|true|yes|on).
     #[arg(long, global = true)]
     pub debug: bool,
+}
+
+// MCP client configs often hold empty values (`"MCP_PROXY_CACHE_DIR": ""`): for these
+// options an empty value means "not set", not an error.
+fn seconds(s: &str) -> Result<u64, String> {
+    if s.trim().is_empty() {
+        return Ok(300);
+    }
+    s.trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))
+}
+
+fn bytes(s: &str) -> Result<usize, String> {
+    if s.trim().is_empty() {
+        return Ok(64 * 1024 * 1024);
+    }
+    s.trim().parse().map_err(|_| format!("`{s}` is not a number of bytes"))
+}
+
+fn path(s: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(s.trim()))
+}
+
+fn transport(s: &str) -> Result<Transport, String> {
+    use clap::ValueEnum;
+    if s.trim().is_empty() {
+        return Ok(Transport::Auto);
+    }
+    Transport::from_str(s.trim(), true).map_err(|_| format!("`{s}` is not one of `auto`, `streamable-http`, `sse`"))
 }
 
 /// What the user asked for.

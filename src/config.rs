@@ -18,6 +18,28 @@ pub enum Transport {
     Sse,
 }
 
+/// How tokens are obtained when neither the cache nor a refresh can give one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantKind {
+    /// Browser login; the device flow when no browser can be opened.
+    Auto,
+    Device,
+    ClientCredentials,
+}
+
+/// Parameters the login flow sets itself; `--authorize-param` may not override them.
+const OWNED_PARAMS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "resource",
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
     Silent,
@@ -27,17 +49,27 @@ pub enum LogLevel {
 
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
-    /// The issuer exactly as configured; discovery must return the same value.
-    pub issuer: Url,
-    pub client_id: String,
+    /// The issuer exactly as configured; discovery must return the same value. `None`: find
+    /// it through the backend's protected resource metadata (RFC 9728).
+    pub issuer: Option<Url>,
+    /// `None`: register a client dynamically (RFC 7591).
+    pub client_id: Option<String>,
     pub client_secret: Option<Secret<String>>,
     pub scopes: Vec<String>,
+    /// Whether the user chose the scopes (else the server's may be used).
+    pub scopes_explicit: bool,
     pub redirect_url: Url,
     pub auth_timeout: Duration,
     /// Where tokens are cached; `None` when no home directory is known (tokens stay in memory).
     pub cache_dir: Option<PathBuf>,
-    /// RFC 8707 resource the tokens are for; part of the cache key.
+    /// RFC 8707 resource the tokens are for (set with `--resource`); part of the cache key.
     pub resource: Option<String>,
+    /// `--no-resource`: never send `resource`.
+    pub no_resource: bool,
+    /// The backend, where discovery starts when no issuer is configured.
+    pub backend: Option<Url>,
+    pub grant: GrantKind,
+    pub authorize_params: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -63,8 +95,6 @@ pub enum ConfigError {
     MissingBackend,
     #[error("no OIDC issuer URL given")]
     MissingIssuer,
-    #[error("no OIDC client ID given")]
-    MissingClientId,
     #[error("`{value}` is not a valid {what} URL: {reason}")]
     BadUrl {
         what: &'static str,
@@ -79,6 +109,29 @@ pub enum ConfigError {
     BadHeader(String),
     #[error("header `{name}` uses `${{{var}}}`, but `{var}` is not set")]
     HeaderVarUnset { name: String, var: String },
+    #[error("`--authorize-param {0}` is not of the form `key=value`, or sets a parameter the login owns")]
+    BadAuthorizeParam(String),
+    #[error("`--client-credentials` needs a client ID and a client secret")]
+    ClientCredentialsNeedSecret,
+    #[error("the MCP server at `{backend}` names no authorization server: {reason}")]
+    NoAuthorizationServer { backend: String, reason: String },
+}
+
+impl AuthConfig {
+    /// The issuer for messages: configured, or where it will be discovered from.
+    pub fn issuer_label(&self) -> String {
+        match (&self.issuer, &self.backend) {
+            (Some(i), _) => i.as_str().trim_end_matches('/').to_string(),
+            (None, Some(b)) => format!("the authorization server of {b}"),
+            (None, None) => "(unknown)".into(),
+        }
+    }
+
+    pub fn client_label(&self) -> String {
+        self.client_id
+            .clone()
+            .unwrap_or_else(|| "(registered dynamically)".into())
+    }
 }
 
 impl ConfigError {
@@ -89,12 +142,14 @@ impl ConfigError {
                 "pass the remote MCP server URL as the first argument, or set `MCP_BACKEND_URL`".into()
             }
             ConfigError::MissingIssuer => "set `OIDC_ISSUER_URL` in the environment (the `env` block of your MCP client config) or pass `--oidc-issuer-url`; for a server that takes a fixed credential, pass `--header \"Authorization: Bearer ...\"` instead".into(),
-            ConfigError::MissingClientId => "set `OIDC_CLIENT_ID` in the environment (the `env` block of your MCP client config) or pass `--oidc-client-id`".into(),
             ConfigError::BadUrl { .. } => "use a full URL such as `https://mcp.example.com/mcp`".into(),
             ConfigError::InsecureHttp { .. } => "use `https://`, or pass `--allow-http` if you really mean it".into(),
             ConfigError::RedirectNotLoopback(_) => "set `OIDC_REDIRECT_URL` to e.g. `http://localhost:8080/auth/callback` and register it with your identity provider".into(),
             ConfigError::BadHeader(_) => "write headers as `--header \"Name: value\"` (or `Name:value`)".into(),
             ConfigError::HeaderVarUnset { .. } => "set the variable in the `env` block of your MCP client config".into(),
+            ConfigError::BadAuthorizeParam(_) => "write `--authorize-param audience=https://api.example.com`; `scope`, `state`, `redirect_uri` and the like are set by the login itself".into(),
+            ConfigError::ClientCredentialsNeedSecret => "set `OIDC_CLIENT_ID` and `OIDC_CLIENT_SECRET`".into(),
+            ConfigError::NoAuthorizationServer { .. } => "set `OIDC_ISSUER_URL` (or `--oidc-issuer-url`) and `OIDC_CLIENT_ID` (or `--oidc-client-id`) to your identity provider's values".into(),
         })
     }
 }
@@ -201,42 +256,76 @@ impl Config {
             .map(|h| parse_header(h))
             .collect::<Result<Vec<_>, _>>()?;
         let has_static_auth = headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
-        let cache_dir = o.cache_dir.clone().or_else(default_cache_dir);
+        let cache_dir = o
+            .cache_dir
+            .clone()
+            .filter(|p| !p.as_os_str().is_empty())
+            .or_else(default_cache_dir);
 
         let issuer = non_empty(o.oidc_issuer_url);
         let client_id = non_empty(o.oidc_client_id);
-        let auth = match (issuer, client_id) {
-            (None, None) if has_static_auth => None,
-            (None, _) => return Err(ConfigError::MissingIssuer),
-            (Some(_), None) => return Err(ConfigError::MissingClientId),
-            (Some(issuer), Some(client_id)) => {
-                let issuer = parse_url("issuer", &issuer, allow_http)?;
-                let redirect_url = Url::parse(o.oidc_redirect_url.trim()).map_err(|e| ConfigError::BadUrl {
-                    what: "redirect",
-                    value: o.oidc_redirect_url.clone(),
-                    reason: e.to_string(),
-                })?;
-                if redirect_url.scheme() != "http" || !is_loopback(&redirect_url) {
-                    return Err(ConfigError::RedirectNotLoopback(o.oidc_redirect_url.clone()));
-                }
-                let mut scopes: Vec<String> = o.oidc_scopes.split_whitespace().map(str::to_string).collect();
-                if !scopes.iter().any(|s| s == "openid") {
-                    scopes.insert(0, "openid".into());
-                }
-                Some(AuthConfig {
-                    issuer,
-                    client_id,
-                    client_secret: non_empty(o.oidc_client_secret).map(Secret::new),
-                    scopes,
-                    redirect_url,
-                    auth_timeout: Duration::from_secs(o.auth_timeout.max(1)),
-                    cache_dir: cache_dir.clone(),
-                    resource: None,
-                })
+        let auth = if issuer.is_none() && client_id.is_none() && has_static_auth {
+            None
+        } else if issuer.is_none() && backend_url.is_none() {
+            // Nothing to discover the authorization server from.
+            return Err(ConfigError::MissingIssuer);
+        } else {
+            let issuer = issuer.map(|i| parse_url("issuer", &i, allow_http)).transpose()?;
+            let redirect_url = Url::parse(o.oidc_redirect_url.trim()).map_err(|e| ConfigError::BadUrl {
+                what: "redirect",
+                value: o.oidc_redirect_url.clone(),
+                reason: e.to_string(),
+            })?;
+            if redirect_url.scheme() != "http" || !is_loopback(&redirect_url) {
+                return Err(ConfigError::RedirectNotLoopback(o.oidc_redirect_url.clone()));
             }
+            let scopes_explicit = non_empty(o.oidc_scopes.clone()).is_some();
+            let scopes_text = non_empty(o.oidc_scopes).unwrap_or_else(|| "openid profile email".into());
+            let mut scopes: Vec<String> = scopes_text.split_whitespace().map(str::to_string).collect();
+            if !o.client_credentials && !scopes.iter().any(|s| s == "openid") {
+                scopes.insert(0, "openid".into());
+            }
+            let client_secret = non_empty(o.oidc_client_secret).map(Secret::new);
+            let grant = if o.client_credentials {
+                if client_id.is_none() || client_secret.is_none() {
+                    return Err(ConfigError::ClientCredentialsNeedSecret);
+                }
+                GrantKind::ClientCredentials
+            } else if o.device_code {
+                GrantKind::Device
+            } else {
+                GrantKind::Auto
+            };
+            let mut authorize_params = Vec::new();
+            for p in &o.authorize_params {
+                match p.split_once('=') {
+                    Some((k, v)) if !k.trim().is_empty() && !OWNED_PARAMS.contains(&k.trim()) => {
+                        authorize_params.push((k.trim().to_string(), v.to_string()))
+                    }
+                    _ => return Err(ConfigError::BadAuthorizeParam(p.clone())),
+                }
+            }
+            let resource = non_empty(o.resource)
+                .map(|r| parse_url("resource", &r, true).map(|u| u.to_string()))
+                .transpose()?;
+            Some(AuthConfig {
+                issuer,
+                client_id,
+                client_secret,
+                scopes,
+                scopes_explicit,
+                redirect_url,
+                auth_timeout: Duration::from_secs(o.auth_timeout.max(1)),
+                cache_dir: cache_dir.clone(),
+                resource,
+                no_resource: o.no_resource,
+                backend: backend_url.clone(),
+                grant,
+                authorize_params,
+            })
         };
 
-        let mut ca_files: Vec<PathBuf> = o.ca_file.into_iter().collect();
+        let mut ca_files: Vec<PathBuf> = o.ca_file.into_iter().filter(|p| !p.as_os_str().is_empty()).collect();
         for var in ["SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS"] {
             if let Some(p) = std::env::var_os(var).filter(|v| !v.is_empty()) {
                 ca_files.push(PathBuf::from(p));
@@ -306,7 +395,6 @@ mod tests {
 
     fn opts() -> Opts {
         Opts {
-            oidc_scopes: "openid profile email".into(),
             oidc_redirect_url: "http://localhost:8080/auth/callback".into(),
             auth_timeout: 300,
             max_message_bytes: 1 << 20,
@@ -315,13 +403,30 @@ mod tests {
     }
 
     #[test]
-    fn config_requires_issuer_and_client_id_unless_a_static_authorization_header_is_given() {
-        let e = Config::from_parts(Some("https://b.example/mcp".into()), opts(), false, true).unwrap_err();
+    fn login_config_rules() {
+        // No issuer and no backend to discover it from.
+        let e = Config::from_parts(None, opts(), false, false).unwrap_err();
         assert!(matches!(e, ConfigError::MissingIssuer));
+        // No issuer but a backend: discovery (RFC 9728); no client id: registration (RFC 7591).
+        let c = Config::from_parts(Some("https://b.example/mcp".into()), opts(), false, true).unwrap();
+        let a = c.auth.unwrap();
+        assert!(a.issuer.is_none() && a.client_id.is_none() && !a.scopes_explicit);
+        // Client credentials need a secret; authorize params may not override the flow's own.
         let mut o = opts();
-        o.oidc_issuer_url = Some("https://idp.example".into());
+        o.client_credentials = true;
+        o.oidc_client_id = Some("svc".into());
         let e = Config::from_parts(Some("https://b.example/mcp".into()), o, false, true).unwrap_err();
-        assert!(matches!(e, ConfigError::MissingClientId));
+        assert!(matches!(e, ConfigError::ClientCredentialsNeedSecret));
+        for bad in ["state=x", "redirect_uri=http://evil", "novalue", "=x"] {
+            let mut o = opts();
+            o.authorize_params = vec![bad.into()];
+            let e = Config::from_parts(Some("https://b.example/mcp".into()), o, false, true).unwrap_err();
+            assert!(matches!(e, ConfigError::BadAuthorizeParam(_)), "{bad}");
+        }
+        let mut o = opts();
+        o.authorize_params = vec!["audience=https://api.example.com".into(), "prompt=consent".into()];
+        let c = Config::from_parts(Some("https://b.example/mcp".into()), o, false, true).unwrap();
+        assert_eq!(c.auth.unwrap().authorize_params.len(), 2);
         let mut o = opts();
         o.headers = vec!["Authorization: Bearer x".into()];
         let c = Config::from_parts(Some("https://b.example/mcp".into()), o, false, true).unwrap();
@@ -355,7 +460,7 @@ mod tests {
         let mut o = opts();
         o.oidc_issuer_url = Some("https://idp.example".into());
         o.oidc_client_id = Some("c".into());
-        o.oidc_scopes = "mcp:read".into();
+        o.oidc_scopes = Some("mcp:read".into());
         let c = Config::from_parts(Some("https://b.example/mcp".into()), o, false, true).unwrap();
         assert_eq!(c.auth.unwrap().scopes, vec!["openid", "mcp:read"]);
     }

@@ -84,6 +84,21 @@ impl Tokens {
     }
 }
 
+/// What was learned about where to log in when it was not configured: the authorization
+/// server named by the MCP server (RFC 9728) and a dynamically registered client (RFC 7591).
+/// Cached so that a warm start needs no network round trip.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Discovered {
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub resource: Option<String>,
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    #[serde(default)]
+    pub registration: Option<crate::auth::registration::Registration>,
+}
+
 #[derive(Serialize, Deserialize)]
 struct Entry {
     format: String,
@@ -93,6 +108,8 @@ struct Entry {
     #[serde(default)]
     resource: Option<String>,
     tokens: Tokens,
+    #[serde(default)]
+    discovered: Discovered,
     updated_at: u64,
 }
 
@@ -103,7 +120,8 @@ pub struct TokenCache {
     client_id: String,
     scopes: String,
     resource: Option<String>,
-    warned: AtomicBool,
+    warned_read: AtomicBool,
+    warned_write: AtomicBool,
 }
 
 /// The original's file-name rule: scheme and host with `. / : ...` turned into `_`.
@@ -131,24 +149,37 @@ impl TokenCache {
         scopes.sort_unstable();
         scopes.dedup();
         let scopes = scopes.join(" ");
-        let issuer = cfg.issuer.as_str().trim_end_matches('/').to_string();
+        // Without a configured issuer or client, the entry is keyed by the backend it was
+        // discovered from and marked as using a registered client.
+        let issuer = match (&cfg.issuer, &cfg.backend) {
+            (Some(i), _) => i.as_str().trim_end_matches('/').to_string(),
+            (None, Some(b)) => format!("discovered-from {}", b.as_str()),
+            (None, None) => "unknown".to_string(),
+        };
+        let client_id = cfg.client_id.clone().unwrap_or_else(|| "(registered)".into());
         let key = format!(
-            "{issuer}\n{}\n{scopes}\n{}",
-            cfg.client_id,
+            "{issuer}\n{client_id}\n{scopes}\n{}",
             cfg.resource.as_deref().unwrap_or("")
         );
         let hash = Sha256::digest(key.as_bytes());
         let short: String = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
-        let mut readable = sanitize(&issuer);
+        let mut readable = sanitize(
+            cfg.issuer
+                .as_ref()
+                .map(|i| i.as_str())
+                .or(cfg.backend.as_ref().map(|b| b.as_str()))
+                .unwrap_or("unknown"),
+        );
         readable.truncate(80);
         TokenCache {
             dir: cfg.cache_dir.clone(),
             stem: format!("{readable}_{short}"),
             issuer,
-            client_id: cfg.client_id.clone(),
+            client_id,
             scopes,
             resource: cfg.resource.clone(),
-            warned: AtomicBool::new(false),
+            warned_read: AtomicBool::new(false),
+            warned_write: AtomicBool::new(false),
         }
     }
 
@@ -160,20 +191,41 @@ impl TokenCache {
         self.dir.as_ref().map(|d| d.join(format!("{}.lock", self.stem)))
     }
 
-    fn warn_once(&self, text: String) {
-        if !self.warned.swap(true, Ordering::Relaxed) {
+    /// Problems reading the cache and problems writing it are told once each: the second
+    /// kind is the one that says tokens are kept in memory only.
+    fn warn_read_once(&self, text: String) {
+        if !self.warned_read.swap(true, Ordering::Relaxed) {
+            tracing::warn!("{text}");
+        }
+    }
+
+    fn warn_write_once(&self, text: String) {
+        if !self.warned_write.swap(true, Ordering::Relaxed) {
             tracing::warn!("{text}");
         }
     }
 
     /// The cached tokens, if any. A corrupt or foreign file counts as empty, with a warning.
     pub fn load(&self) -> Option<Tokens> {
+        self.load_entry().map(|(t, _)| t)
+    }
+
+    /// The cached tokens and what was discovered with them.
+    pub fn load_entry(&self) -> Option<(Tokens, Discovered)> {
         let path = self.path()?;
         let bytes = match fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            // No entry yet (or no folder, or a file where the folder should be): nothing cached.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return None
+            }
             Err(e) => {
-                self.warn_once(format!(
+                self.warn_read_once(format!(
                     "cannot read the token cache `{}`: {e}; logging in again",
                     path.display()
                 ));
@@ -188,17 +240,17 @@ impl TokenCache {
                     && e.scopes == self.scopes
                     && e.resource == self.resource =>
             {
-                Some(e.tokens)
+                Some((e.tokens, e.discovered))
             }
             Ok(_) => {
-                self.warn_once(format!(
+                self.warn_read_once(format!(
                     "the token cache `{}` belongs to another configuration; ignoring it",
                     path.display()
                 ));
                 None
             }
             Err(_) => {
-                self.warn_once(format!(
+                self.warn_read_once(format!(
                     "the token cache `{}` is unreadable (corrupt?); ignoring it and logging in again",
                     path.display()
                 ));
@@ -209,6 +261,10 @@ impl TokenCache {
 
     /// Write atomically: temp file (0600) in the same folder, fsync, rename.
     pub fn save(&self, tokens: &Tokens) -> Result<(), String> {
+        self.save_entry(tokens, &Discovered::default())
+    }
+
+    pub fn save_entry(&self, tokens: &Tokens, discovered: &Discovered) -> Result<(), String> {
         let path = self.path().ok_or("no home directory to keep the token cache in")?;
         let dir = self.dir.as_ref().expect("path implies dir");
         ensure_private_dir(dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
@@ -219,6 +275,7 @@ impl TokenCache {
             scopes: self.scopes.clone(),
             resource: self.resource.clone(),
             tokens: tokens.clone(),
+            discovered: discovered.clone(),
             updated_at: now(),
         };
         let bytes = serde_json::to_vec_pretty(&entry).map_err(|e| e.to_string())?;
@@ -234,6 +291,7 @@ impl TokenCache {
             f.sync_all()?;
             fs::rename(&tmp, &path)
         })();
+        self.remove_temp_files(Some(Duration::from_secs(60)));
         if let Err(e) = result {
             let _ = fs::remove_file(&tmp);
             return Err(format!("cannot write the token cache `{}`: {e}", path.display()));
@@ -241,10 +299,36 @@ impl TokenCache {
         Ok(())
     }
 
+    /// Delete temp files of this entry left by a process killed mid-write (they may hold
+    /// tokens); `older_than`: only those at least that old (another process may be writing).
+    fn remove_temp_files(&self, older_than: Option<Duration>) {
+        let Some(dir) = &self.dir else { return };
+        let Ok(entries) = fs::read_dir(dir) else { return };
+        let prefix = format!(".{}.", self.stem);
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with(&prefix) && name.ends_with(".tmp")) {
+                continue;
+            }
+            let old_enough = match older_than {
+                None => true,
+                Some(age) => e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|el| el >= age),
+            };
+            if old_enough {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+
     /// Save, or warn once and keep going with the tokens in memory.
-    pub fn save_or_warn(&self, tokens: &Tokens) {
-        if let Err(e) = self.save(tokens) {
-            self.warn_once(format!("{e}; keeping the tokens in memory only"));
+    pub fn save_or_warn(&self, tokens: &Tokens, discovered: &Discovered) {
+        if let Err(e) = self.save_entry(tokens, discovered) {
+            self.warn_write_once(format!("{e}; keeping the tokens in memory only"));
         }
     }
 
@@ -253,6 +337,7 @@ impl TokenCache {
         if let Some(l) = self.lock_path() {
             let _ = fs::remove_file(l);
         }
+        self.remove_temp_files(None);
         match fs::remove_file(&path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -268,7 +353,7 @@ impl TokenCache {
         let file = match ensure_private_dir(&dir).and_then(|_| lock_file(&path)) {
             Ok(f) => f,
             Err(e) => {
-                self.warn_once(format!(
+                self.warn_write_once(format!(
                     "cannot use the token cache folder `{}`: {e}; keeping the tokens in memory only",
                     dir.display()
                 ));
@@ -282,7 +367,7 @@ impl TokenCache {
                 Ok(()) => return Ok(Some(file)),
                 Err(std::fs::TryLockError::WouldBlock) => {}
                 Err(std::fs::TryLockError::Error(e)) => {
-                    self.warn_once(format!("cannot lock `{}`: {e}; continuing without it", path.display()));
+                    self.warn_write_once(format!("cannot lock `{}`: {e}; continuing without it", path.display()));
                     return Ok(None);
                 }
             }
@@ -316,7 +401,7 @@ pub fn remove_all(dir: &Path) -> std::io::Result<usize> {
         if name.ends_with("_tokens.json") {
             fs::remove_file(entry.path())?;
             n += 1;
-        } else if name.ends_with(".lock") {
+        } else if name.ends_with(".lock") || (name.starts_with('.') && name.ends_with(".tmp")) {
             let _ = fs::remove_file(entry.path());
         }
     }
@@ -363,14 +448,19 @@ mod tests {
 
     fn cfg(dir: &Path, issuer: &str, client: &str, scopes: &[&str]) -> AuthConfig {
         AuthConfig {
-            issuer: Url::parse(issuer).unwrap(),
-            client_id: client.into(),
+            issuer: Some(Url::parse(issuer).unwrap()),
+            client_id: Some(client.into()),
             client_secret: None,
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            scopes_explicit: true,
             redirect_url: Url::parse("http://localhost:8080/auth/callback").unwrap(),
             auth_timeout: Duration::from_secs(5),
             cache_dir: Some(dir.to_path_buf()),
             resource: None,
+            no_resource: false,
+            backend: None,
+            grant: crate::config::GrantKind::Auto,
+            authorize_params: vec![],
         }
     }
 

@@ -12,7 +12,8 @@
 // Env knobs:
 //   BROWSER_ACTION  login (default) | deny (abort at consent -> error=access_denied)
 //                   | wrong-state (callback with a tampered state, then after 500 ms
-//                   the right one) | ignore (do nothing; for timeout tests)
+//                   the right one) | wrong-state-only (only the tampered callback)
+//                   | ignore (do nothing; for timeout tests)
 //   BROWSER_USER    username typed into the login form (default "alice")
 //   BROWSER_LOG     file that gets one JSON line per event:
 //                   {event:'opened',url,pid} {event:'callback',status,body,url} {event:'error',message}
@@ -170,7 +171,7 @@ function isCallback(candidate, redirectUri) {
  * Drive oidc-provider's devInteractions login + consent for an authorization URL.
  * @param {string} url  the authorization request URL
  * @param {object} [opts]
- * @param {'login'|'deny'|'wrong-state'|'ignore'} [opts.action='login']
+ * @param {'login'|'deny'|'wrong-state'|'wrong-state-only'|'ignore'} [opts.action='login']
  * @param {string} [opts.user='alice']
  * @param {string} [opts.password='secret']
  * @param {string} [opts.log]            BROWSER_LOG-style file
@@ -237,7 +238,7 @@ export async function completeLogin(url, opts = {}) {
   if (!callbackUrl) throw new Error('never reached the redirect_uri');
   if (!deliver) return { callbackUrl };
 
-  if (action === 'wrong-state') {
+  if (action === 'wrong-state' || action === 'wrong-state-only') {
     const bad = new URL(callbackUrl);
     bad.searchParams.set('state', 'tampered-state');
     try {
@@ -246,6 +247,7 @@ export async function completeLogin(url, opts = {}) {
     } catch (err) {
       logEvent(log, { event: 'error', message: `tampered callback: ${err.message}` });
     }
+    if (action === 'wrong-state-only') return { callbackUrl: bad.href };
     await sleep(500);
   }
   const r = await getWithRetry(callbackUrl, { timeoutMs: callbackTimeoutMs });

@@ -4,6 +4,41 @@
 
 use std::process::{Command, Stdio};
 
+/// Text-mode browsers: they would need our terminal, which belongs to the MCP client.
+const TEXT_BROWSERS: &[&str] = &[
+    "lynx",
+    "w3m",
+    "links",
+    "elinks",
+    "links2",
+    "www-browser",
+    "browsh",
+    "curl",
+    "wget",
+];
+
+/// Whether a browser can plausibly be shown to the user here: a `$BROWSER` that is not a
+/// text browser, or a desktop session (not a bare SSH login, not a Linux box without display).
+pub fn can_open() -> bool {
+    if let Some(var) = std::env::var_os("BROWSER").filter(|v| !v.is_empty()) {
+        let var = var.to_string_lossy().into_owned();
+        return var.split(if cfg!(windows) { ';' } else { ':' }).any(|c| {
+            let prog = c.split_whitespace().next().unwrap_or("");
+            let name = std::path::Path::new(prog)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("");
+            !name.is_empty() && !TEXT_BROWSERS.contains(&name)
+        });
+    }
+    let display = std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    let ssh = std::env::var_os("SSH_CONNECTION").is_some() || std::env::var_os("SSH_TTY").is_some();
+    if cfg!(target_os = "macos") || cfg!(windows) {
+        return !ssh;
+    }
+    display
+}
+
 /// Try to open `url`; false when no browser could be started.
 pub fn open(url: &str) -> bool {
     if let Some(var) = std::env::var_os("BROWSER").filter(|v| !v.is_empty()) {

@@ -1,45 +1,50 @@
-//! The OAuth/OIDC exchanges, with `openidconnect`: discovery (the issuer it returns must be
-//! the configured one), the authorization code + PKCE (S256) login with state and nonce, the
-//! code exchange with ID-token verification, and refresh.
+//! The OAuth/OIDC exchanges, with `openidconnect`: authorization code + PKCE (S256) with state
+//! and nonce in the browser, the device authorization grant (RFC 8628), client credentials,
+//! refresh, ID-token verification, and the `resource` parameter (RFC 8707) on every request.
 
+use super::discovery::Metadata;
 use super::{browser, callback, AuthError};
 use crate::config::AuthConfig;
 use crate::secret::Secret;
 use crate::token_cache::{now, Tokens};
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreProviderMetadata, CoreTokenResponse,
+    CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreDeviceAuthorizationResponse, CoreTokenResponse,
 };
 use openidconnect::{
-    AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
-    PkceCodeChallenge, RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse,
+    AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet,
+    ErrorResponseType, Nonce, OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, RefreshToken, RequestTokenError,
+    Scope, StandardErrorResponse, TokenResponse,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
 
+type Client =
+    CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+
+/// A resolved authorization server and the client to use with it.
 pub struct Provider {
-    metadata: CoreProviderMetadata,
-    cfg: AuthConfig,
+    pub metadata: Metadata,
+    pub client_id: String,
+    pub client_secret: Option<Secret<String>>,
+    /// RFC 8707 resource to ask tokens for, if any.
+    pub resource: Option<String>,
+    pub scopes: Vec<String>,
+    pub cfg: AuthConfig,
+    /// The provider refused HTTP Basic client authentication: use the request body.
+    use_post: AtomicBool,
 }
 
-type Client = CoreClient<
-    openidconnect::EndpointSet,
-    openidconnect::EndpointNotSet,
-    openidconnect::EndpointNotSet,
-    openidconnect::EndpointNotSet,
-    openidconnect::EndpointMaybeSet,
-    openidconnect::EndpointMaybeSet,
->;
-
-type RequestError = RequestTokenError<
-    openidconnect::HttpClientError<reqwest::Error>,
-    openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
->;
-
-fn token_error(e: RequestError) -> AuthError {
+fn token_error<T: ErrorResponseType + AsRef<str> + std::fmt::Display + 'static>(
+    e: RequestTokenError<openidconnect::HttpClientError<reqwest::Error>, StandardErrorResponse<T>>,
+) -> AuthError {
     match e {
         RequestTokenError::ServerResponse(r) => AuthError::TokenRefused {
             error: r.error().as_ref().to_string(),
             description: r.error_description().cloned(),
         },
-        RequestTokenError::Request(e) => AuthError::Network(e.to_string()),
+        RequestTokenError::Request(e) => AuthError::Network(match e {
+            openidconnect::HttpClientError::Reqwest(r) => crate::bridge::describe(&r),
+            other => other.to_string(),
+        }),
         // The body is not printed: a half-parsed token response may hold a token.
         RequestTokenError::Parse(e, _) => {
             AuthError::Network(format!("unexpected answer from the token endpoint ({})", e.path()))
@@ -49,90 +54,97 @@ fn token_error(e: RequestError) -> AuthError {
 }
 
 impl Provider {
-    pub async fn discover(cfg: &AuthConfig, http: &reqwest::Client) -> Result<Provider, AuthError> {
-        let issuer_str = cfg.issuer.as_str().to_string();
-        let err = |reason: String| AuthError::Discovery {
-            issuer: issuer_str.clone(),
-            reason,
-        };
-        // `Url` adds a trailing slash to a bare origin; the issuer string the user gave is
-        // what the provider must return, so try it as given and with the slash trimmed.
-        let mut candidates = vec![issuer_str.clone()];
-        if issuer_str.ends_with('/') {
-            candidates.insert(0, issuer_str.trim_end_matches('/').to_string());
+    pub fn new(
+        metadata: Metadata,
+        client_id: String,
+        client_secret: Option<Secret<String>>,
+        resource: Option<String>,
+        scopes: Vec<String>,
+        cfg: AuthConfig,
+    ) -> Self {
+        // Basic is the default; use the request body when the provider only takes that.
+        let post_only = metadata.token_endpoint_auth_methods_supported().is_some_and(|m| {
+            !m.contains(&CoreClientAuthMethod::ClientSecretBasic) && m.contains(&CoreClientAuthMethod::ClientSecretPost)
+        });
+        Provider {
+            metadata,
+            client_id,
+            client_secret,
+            resource,
+            scopes,
+            cfg,
+            use_post: AtomicBool::new(post_only),
         }
-        let mut last = String::new();
-        for candidate in candidates {
-            let issuer = IssuerUrl::new(candidate).map_err(|e| err(e.to_string()))?;
-            match CoreProviderMetadata::discover_async(issuer, http).await {
-                Ok(metadata) => {
-                    tracing::debug!("discovered the identity provider {}", metadata.issuer().as_str());
-                    return Ok(Provider {
-                        metadata,
-                        cfg: cfg.clone(),
-                    });
-                }
-                Err(e) => {
-                    use std::error::Error as _;
-                    last = e.to_string();
-                    let mut src = e.source();
-                    while let Some(s) = src {
-                        last.push_str(": ");
-                        last.push_str(&s.to_string());
-                        src = s.source();
-                    }
-                }
-            }
-        }
-        Err(err(last))
+    }
+
+    pub fn issuer(&self) -> &str {
+        self.metadata.issuer().as_str()
     }
 
     fn client(&self, redirect: &str) -> Result<Client, AuthError> {
-        let cfg = &self.cfg;
-        let secret = cfg
+        let secret = self
             .client_secret
             .as_ref()
             .map(|s| ClientSecret::new(s.expose().clone()));
         let mut client =
-            CoreClient::from_provider_metadata(self.metadata.clone(), ClientId::new(cfg.client_id.clone()), secret)
+            CoreClient::from_provider_metadata(self.metadata.clone(), ClientId::new(self.client_id.clone()), secret)
                 .set_redirect_uri(RedirectUrl::new(redirect.to_string()).map_err(|e| AuthError::Listen {
                     addr: redirect.into(),
                     reason: e.to_string(),
                 })?);
-        // Basic is the default; use the request body when the provider only takes that.
-        if let Some(methods) = self.metadata.token_endpoint_auth_methods_supported() {
-            if cfg.client_secret.is_some()
-                && !methods.contains(&CoreClientAuthMethod::ClientSecretBasic)
-                && methods.contains(&CoreClientAuthMethod::ClientSecretPost)
-            {
-                client = client.set_auth_type(AuthType::RequestBody);
-            }
+        if self.use_post.load(Ordering::Relaxed) {
+            client = client.set_auth_type(AuthType::RequestBody);
         }
         Ok(client)
     }
 
+    /// Run a token request; a confidential client refused with `invalid_client` under HTTP
+    /// Basic is retried once with the secret in the body (some providers take only that).
+    async fn with_auth_fallback<F, Fut>(&self, f: F) -> Result<CoreTokenResponse, AuthError>
+    where
+        F: Fn(bool) -> Fut,
+        Fut: std::future::Future<Output = Result<CoreTokenResponse, AuthError>>,
+    {
+        let first_post = self.use_post.load(Ordering::Relaxed);
+        match f(first_post).await {
+            Err(AuthError::TokenRefused { error, .. })
+                if error == "invalid_client" && !first_post && self.client_secret.is_some() =>
+            {
+                tracing::debug!("HTTP Basic client authentication refused; sending the secret in the body");
+                self.use_post.store(true, Ordering::Relaxed);
+                f(true).await
+            }
+            other => other,
+        }
+    }
+
+    fn resource(&self) -> Option<&str> {
+        self.resource.as_deref()
+    }
+
     /// The browser login: bind the callback first, then open the browser (and print the URL),
     /// wait for the code, exchange it with the PKCE verifier, verify the ID token.
-    pub async fn browser_login(&self, http: &reqwest::Client) -> Result<Tokens, AuthError> {
+    pub async fn browser_login(&self, http: &reqwest::Client, scopes: &[String]) -> Result<Tokens, AuthError> {
         let cfg = &self.cfg;
         let listener = callback::Listener::bind(&cfg.redirect_url).await?;
         let redirect = listener.redirect_url().to_string();
         let client = self.client(&redirect)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let (url, state, nonce) = client
+        let mut req = client
             .authorize_url(
                 CoreAuthenticationFlow::AuthorizationCode,
                 CsrfToken::new_random,
                 Nonce::new_random,
             )
-            .add_scopes(
-                cfg.scopes
-                    .iter()
-                    .filter(|s| *s != "openid")
-                    .map(|s| Scope::new(s.clone())),
-            )
-            .set_pkce_challenge(challenge)
-            .url();
+            .add_scopes(scopes.iter().filter(|s| *s != "openid").map(|s| Scope::new(s.clone())))
+            .set_pkce_challenge(challenge);
+        if let Some(r) = self.resource() {
+            req = req.add_extra_param("resource", r.to_string());
+        }
+        for (k, v) in &cfg.authorize_params {
+            req = req.add_extra_param(k.clone(), v.clone());
+        }
+        let (url, state, nonce) = req.url();
         let opened = browser::open(url.as_str());
         eprintln!(
             "authful-mcp-proxy: {} log in at:\n\n    {}\n",
@@ -143,16 +155,30 @@ impl Provider {
             },
             url
         );
-        let code = listener
-            .wait(state.secret(), self.metadata.issuer().as_str(), cfg.auth_timeout)
+        let code = listener.wait(state.secret(), self.issuer(), cfg.auth_timeout).await?;
+        let verifier = Secret::new(verifier.secret().clone());
+        let response = self
+            .with_auth_fallback(|post| {
+                let client = if post {
+                    self.client(&redirect).map(|c| c.set_auth_type(AuthType::RequestBody))
+                } else {
+                    self.client(&redirect)
+                };
+                let code = code.expose().clone();
+                let verifier = verifier.expose().clone();
+                async move {
+                    let client = client?;
+                    let mut req = client
+                        .exchange_code(AuthorizationCode::new(code))
+                        .map_err(|e| AuthError::Network(e.to_string()))?
+                        .set_pkce_verifier(openidconnect::PkceCodeVerifier::new(verifier));
+                    if let Some(r) = self.resource() {
+                        req = req.add_extra_param("resource", r.to_string());
+                    }
+                    req.request_async(http).await.map_err(token_error)
+                }
+            })
             .await?;
-        let response: CoreTokenResponse = client
-            .exchange_code(AuthorizationCode::new(code.expose().clone()))
-            .map_err(|e| AuthError::Network(e.to_string()))?
-            .set_pkce_verifier(verifier)
-            .request_async(http)
-            .await
-            .map_err(token_error)?;
         let mut tokens = to_tokens(&response);
         if let Some(id_token) = response.id_token() {
             let claims = id_token
@@ -176,15 +202,122 @@ impl Provider {
         Ok(tokens)
     }
 
-    pub async fn refresh(&self, http: &reqwest::Client, rt: &Secret<String>) -> Result<Tokens, AuthError> {
-        // The refresh grant does not use the redirect URI.
-        let client = self.client("http://localhost/")?;
-        let response: CoreTokenResponse = client
-            .exchange_refresh_token(&RefreshToken::new(rt.expose().clone()))
-            .map_err(|e| AuthError::Network(e.to_string()))?
-            .request_async(http)
+    pub fn supports_device_flow(&self) -> bool {
+        self.metadata
+            .additional_metadata()
+            .device_authorization_endpoint
+            .is_some()
+    }
+
+    /// The device authorization grant: show a code to enter elsewhere, poll until done.
+    pub async fn device_login(&self, http: &reqwest::Client, scopes: &[String]) -> Result<Tokens, AuthError> {
+        let endpoint = self
+            .metadata
+            .additional_metadata()
+            .device_authorization_endpoint
+            .clone()
+            .ok_or_else(|| AuthError::TokenRefused {
+                error: "unsupported_grant_type".into(),
+                description: Some("the provider offers no device authorization endpoint".into()),
+            })?;
+        let client = self.client("http://localhost/")?.set_device_authorization_url(endpoint);
+        let mut req = client
+            .exchange_device_code()
+            .add_scopes(scopes.iter().filter(|s| *s != "openid").map(|s| Scope::new(s.clone())));
+        if let Some(r) = self.resource() {
+            req = req.add_extra_param("resource", r.to_string());
+        }
+        let details: CoreDeviceAuthorizationResponse = req.request_async(http).await.map_err(token_error)?;
+        let complete = details.verification_uri_complete().map(|u| u.secret().to_string());
+        eprintln!(
+            "authful-mcp-proxy: to log in, open {} and enter the code {}{}\n",
+            details.verification_uri().as_str(),
+            details.user_code().secret(),
+            complete.map(|c| format!("\n  (or open {c})")).unwrap_or_default()
+        );
+        let timeout = self.cfg.auth_timeout.min(details.expires_in());
+        let mut poll = client
+            .exchange_device_access_token(&details)
+            .map_err(|e| AuthError::Network(e.to_string()))?;
+        if let Some(r) = self.resource() {
+            poll = poll.add_extra_param("resource", r.to_string());
+        }
+        let response: CoreTokenResponse = poll
+            .request_async(http, tokio::time::sleep, Some(timeout))
             .await
-            .map_err(token_error)?;
+            .map_err(|e| match token_error(e) {
+                AuthError::TokenRefused { error, .. } if error == "expired_token" => AuthError::TimedOut(timeout),
+                AuthError::TokenRefused { error, description } if error == "access_denied" => {
+                    AuthError::Denied { error, description }
+                }
+                AuthError::Network(s) if s.contains("timeout") || s.contains("Timeout") => AuthError::TimedOut(timeout),
+                other => other,
+            })?;
+        let mut tokens = to_tokens(&response);
+        if let Some(id_token) = response.id_token() {
+            // The device flow has no nonce.
+            let claims = id_token
+                .claims(&client.id_token_verifier(), |_: Option<&Nonce>| Ok(()))
+                .map_err(|e| AuthError::IdToken(e.to_string()))?;
+            tokens.subject = Some(claims.subject().as_str().to_string());
+            tokens.username = claims.preferred_username().map(|u| u.as_str().to_string());
+        }
+        tracing::info!("logged in with the device code");
+        Ok(tokens)
+    }
+
+    /// Client credentials: tokens for the client itself; "refresh" is asking again.
+    pub async fn client_credentials(&self, http: &reqwest::Client, scopes: &[String]) -> Result<Tokens, AuthError> {
+        let response = self
+            .with_auth_fallback(|post| {
+                let client = if post {
+                    self.client("http://localhost/")
+                        .map(|c| c.set_auth_type(AuthType::RequestBody))
+                } else {
+                    self.client("http://localhost/")
+                };
+                async move {
+                    let client = client?;
+                    let mut req = client
+                        .exchange_client_credentials()
+                        .map_err(|e| AuthError::Network(e.to_string()))?
+                        .add_scopes(scopes.iter().filter(|s| *s != "openid").map(|s| Scope::new(s.clone())));
+                    if let Some(r) = self.resource() {
+                        req = req.add_extra_param("resource", r.to_string());
+                    }
+                    req.request_async(http).await.map_err(token_error)
+                }
+            })
+            .await?;
+        let mut t = to_tokens(&response);
+        t.subject = Some(self.client_id.clone());
+        Ok(t)
+    }
+
+    pub async fn refresh(&self, http: &reqwest::Client, rt: &Secret<String>) -> Result<Tokens, AuthError> {
+        let response = self
+            .with_auth_fallback(|post| {
+                // The refresh grant does not use the redirect URI.
+                let client = if post {
+                    self.client("http://localhost/")
+                        .map(|c| c.set_auth_type(AuthType::RequestBody))
+                } else {
+                    self.client("http://localhost/")
+                };
+                let rt = rt.expose().clone();
+                async move {
+                    let client = client?;
+                    let rt = RefreshToken::new(rt);
+                    let mut req = client
+                        .exchange_refresh_token(&rt)
+                        .map_err(|e| AuthError::Network(e.to_string()))?;
+                    if let Some(r) = self.resource() {
+                        req = req.add_extra_param("resource", r.to_string());
+                    }
+                    req.request_async(http).await.map_err(token_error)
+                }
+            })
+            .await?;
         Ok(to_tokens(&response))
     }
 }

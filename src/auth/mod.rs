@@ -4,11 +4,13 @@
 
 pub mod browser;
 pub mod callback;
+pub mod discovery;
 pub mod grant;
+pub mod registration;
 
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, GrantKind};
 use crate::secret::Secret;
-use crate::token_cache::{now, TokenCache, Tokens};
+use crate::token_cache::{now, Discovered, TokenCache, Tokens};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,7 +52,20 @@ impl AuthError {
 
     /// Refresh failures that only a new login can fix.
     pub fn needs_login(&self) -> bool {
-        matches!(self, AuthError::TokenRefused { error, .. } if matches!(error.as_str(), "invalid_grant" | "invalid_token" | "unauthorized_client" | "invalid_scope"))
+        matches!(self, AuthError::TokenRefused { error, .. } if matches!(error.as_str(), "invalid_grant" | "invalid_token" | "unauthorized_client" | "invalid_scope" | "invalid_client"))
+    }
+
+    /// Worth trying again later without the user: the network or the provider was down.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, AuthError::Network(_) | AuthError::Discovery { .. })
+    }
+
+    /// The message with its hint, for a JSON-RPC error a client shows as one line.
+    pub fn with_hint(&self) -> String {
+        match self.hint() {
+            Some(h) => format!("{self} ({h})"),
+            None => self.to_string(),
+        }
     }
 
     pub fn code(&self) -> &'static str {
@@ -86,12 +101,19 @@ impl AuthError {
 
 struct Inner {
     tokens: Option<Tokens>,
+    discovered: Discovered,
     loaded: bool,
     /// Fingerprint of the last token the backend refused; never reused from the cache.
     refused: Option<[u8; 32]>,
+    /// Scopes added by step-up (403 `insufficient_scope`), and how often that happened.
+    extra_scopes: Vec<String>,
+    step_ups: u32,
+    /// A refresh cannot widen the scopes: the next token needs a new login.
+    force_login: bool,
 }
 
-/// Gives valid access tokens: cache → refresh → browser login.
+/// Gives valid access tokens: cache → refresh → login (browser, device code or client
+/// credentials), one process at a time.
 pub struct TokenManager {
     cfg: AuthConfig,
     http: reqwest::Client,
@@ -99,12 +121,12 @@ pub struct TokenManager {
     inner: tokio::sync::Mutex<Inner>,
     /// A copy of the current access token for callers that must not wait (shutdown).
     current: std::sync::Mutex<Option<Secret<String>>>,
-    provider: tokio::sync::OnceCell<grant::Provider>,
+    provider: std::sync::Mutex<Option<Arc<grant::Provider>>>,
     interactive: bool,
 }
 
 impl TokenManager {
-    /// `interactive`: whether a browser login may be started when nothing else works.
+    /// `interactive`: whether a user login may be started when nothing else works.
     pub fn new(cfg: AuthConfig, http: reqwest::Client, interactive: bool) -> Arc<Self> {
         let cache = TokenCache::new(&cfg);
         Arc::new(TokenManager {
@@ -113,11 +135,15 @@ impl TokenManager {
             cache,
             inner: tokio::sync::Mutex::new(Inner {
                 tokens: None,
+                discovered: Discovered::default(),
                 loaded: false,
                 refused: None,
+                extra_scopes: Vec::new(),
+                step_ups: 0,
+                force_login: false,
             }),
             current: std::sync::Mutex::new(None),
-            provider: tokio::sync::OnceCell::new(),
+            provider: std::sync::Mutex::new(None),
             interactive,
         })
     }
@@ -131,23 +157,28 @@ impl TokenManager {
     }
 
     fn usable(inner: &Inner, t: &Tokens) -> bool {
-        t.is_fresh(now()) && inner.refused != Some(Tokens::fingerprint(&t.access_token))
+        t.is_fresh(now()) && inner.refused != Some(Tokens::fingerprint(&t.access_token)) && !inner.force_login
     }
 
-    fn set(&self, inner: &mut Inner, t: Tokens) -> Secret<String> {
-        let at = t.access_token.clone();
-        *self.current.lock().unwrap() = Some(at.clone());
+    fn set(&self, inner: &mut Inner, t: Tokens) {
+        *self.current.lock().unwrap() = Some(t.access_token.clone());
         inner.tokens = Some(t);
-        at
+    }
+
+    fn load(&self, inner: &mut Inner) {
+        if !inner.loaded {
+            if let Some((t, d)) = self.cache.load_entry() {
+                inner.tokens = Some(t);
+                inner.discovered = d;
+            }
+            inner.loaded = true;
+        }
     }
 
     /// The cached tokens (for `status`), without any network access.
     pub async fn peek(&self) -> Option<Tokens> {
         let mut inner = self.inner.lock().await;
-        if !inner.loaded {
-            inner.tokens = self.cache.load();
-            inner.loaded = true;
-        }
+        self.load(&mut inner);
         inner.tokens.clone()
     }
 
@@ -164,6 +195,34 @@ impl TokenManager {
         self.current.lock().unwrap().clone()
     }
 
+    /// Without a configured issuer: make sure the MCP server names its authorization server
+    /// (cached from an earlier run, or asked now). A configuration error if it does not.
+    pub async fn ensure_discoverable(&self) -> Result<(), crate::config::ConfigError> {
+        if self.cfg.issuer.is_some() {
+            return Ok(());
+        }
+        let mut inner = self.inner.lock().await;
+        self.load(&mut inner);
+        if inner.discovered.issuer.is_some() {
+            return Ok(());
+        }
+        let backend = self.cfg.backend.clone().expect("config: no issuer implies a backend");
+        let info = discovery::protected_resource(&self.http, &backend)
+            .await
+            .map_err(|reason| crate::config::ConfigError::NoAuthorizationServer {
+                backend: backend.to_string(),
+                reason,
+            })?;
+        Self::adopt(&mut inner.discovered, info, &backend);
+        Ok(())
+    }
+
+    fn adopt(d: &mut Discovered, info: discovery::ResourceInfo, backend: &url::Url) {
+        d.issuer = info.authorization_servers.first().cloned();
+        d.resource = Some(info.resource.unwrap_or_else(|| backend.to_string()));
+        d.scopes = (!info.scopes.is_empty()).then_some(info.scopes);
+    }
+
     /// A valid access token. Requests that arrive during a login wait for it.
     pub async fn access_token(&self) -> Result<Secret<String>, AuthError> {
         self.tokens().await.map(|t| t.access_token)
@@ -172,30 +231,35 @@ impl TokenManager {
     /// Valid tokens: from memory or the cache if fresh, else refreshed, else a new login.
     pub async fn tokens(&self) -> Result<Tokens, AuthError> {
         let mut inner = self.inner.lock().await;
-        if !inner.loaded {
-            inner.tokens = self.cache.load();
-            inner.loaded = true;
-        }
+        self.load(&mut inner);
         if let Some(t) = inner.tokens.clone().filter(|t| Self::usable(&inner, t)) {
             self.set(&mut inner, t.clone());
             return Ok(t);
         }
-        // Slow path, one process at a time: refresh tokens may rotate, and only one browser
-        // login should happen however many proxies start together.
+        // Slow path, one process at a time: refresh tokens may rotate, and only one login
+        // should happen however many proxies start together.
         let wait = self.cfg.auth_timeout + Duration::from_secs(30);
         let _lock = self.cache.lock(wait).await.map_err(AuthError::Lock)?;
-        if let Some(t) = self.cache.load() {
+        if let Some((t, d)) = self.cache.load_entry() {
             // Another process may have refreshed or logged in meanwhile.
+            inner.discovered = d;
             if Self::usable(&inner, &t) {
                 tracing::debug!("using tokens another instance just obtained");
                 self.set(&mut inner, t.clone());
                 return Ok(t);
             }
-            inner.tokens = Some(t); // its refresh token is the newest
+            if !inner.force_login {
+                inner.tokens = Some(t); // its refresh token is the newest
+            }
         }
         let previous = inner.tokens.clone();
-        if let Some(rt) = previous.as_ref().and_then(|t| t.refresh_token.clone()) {
-            match self.refresh(&rt).await {
+        let provider = self.provider(&mut inner).await?;
+        let refresh_token = previous
+            .as_ref()
+            .and_then(|t| t.refresh_token.clone())
+            .filter(|_| !inner.force_login);
+        if let Some(rt) = refresh_token {
+            match self.refresh(&provider, &rt).await {
                 Ok(mut t) => {
                     if t.refresh_token.is_none() {
                         t.refresh_token = Some(rt); // no rotation: keep the one we have
@@ -204,7 +268,7 @@ impl TokenManager {
                         t.subject = previous.as_ref().and_then(|p| p.subject.clone());
                         t.username = previous.as_ref().and_then(|p| p.username.clone());
                     }
-                    self.cache.save_or_warn(&t);
+                    self.cache.save_or_warn(&t, &inner.discovered);
                     self.set(&mut inner, t.clone());
                     tracing::debug!("access token refreshed");
                     return Ok(t);
@@ -215,40 +279,160 @@ impl TokenManager {
                 Err(e) => return Err(e),
             }
         }
-        if !self.interactive {
-            return Err(AuthError::LoginRequired);
-        }
-        let t = self.login().await?;
-        self.cache.save_or_warn(&t);
+        let t = match self.obtain(&provider, &inner).await {
+            // A registered client the server forgot: register again, once.
+            Err(AuthError::TokenRefused { error, .. }) if error == "invalid_client" && self.cfg.client_id.is_none() => {
+                tracing::info!("the authorization server no longer knows this proxy's registration; registering again");
+                inner.discovered.registration = None;
+                *self.provider.lock().unwrap() = None;
+                let provider = self.provider(&mut inner).await?;
+                self.obtain(&provider, &inner).await?
+            }
+            other => other?,
+        };
+        inner.force_login = false;
+        self.cache.save_or_warn(&t, &inner.discovered);
         self.set(&mut inner, t.clone());
         Ok(t)
+    }
+
+    /// A new token from the authorization server, by the configured grant.
+    async fn obtain(&self, p: &grant::Provider, inner: &Inner) -> Result<Tokens, AuthError> {
+        let mut scopes = p.scopes.clone();
+        for s in &inner.extra_scopes {
+            if !scopes.contains(s) {
+                scopes.push(s.clone());
+            }
+        }
+        match self.cfg.grant {
+            GrantKind::ClientCredentials => p.client_credentials(&self.http, &scopes).await,
+            _ if !self.interactive => Err(AuthError::LoginRequired),
+            GrantKind::Device => p.device_login(&self.http, &scopes).await,
+            GrantKind::Auto if !browser::can_open() && p.supports_device_flow() => {
+                tracing::info!("no browser can be opened here; logging in with a device code instead");
+                p.device_login(&self.http, &scopes).await
+            }
+            GrantKind::Auto => p.browser_login(&self.http, &scopes).await,
+        }
     }
 
     /// The backend answered 401 to `token`: the next `access_token()` refreshes.
     pub async fn rejected(&self, token: &Secret<String>) {
         let mut inner = self.inner.lock().await;
-        let fp = Tokens::fingerprint(token);
-        inner.refused = Some(fp);
+        inner.refused = Some(Tokens::fingerprint(token));
         tracing::debug!("the MCP server refused the access token; refreshing");
     }
 
-    async fn provider(&self) -> Result<&grant::Provider, AuthError> {
-        self.provider
-            .get_or_try_init(|| grant::Provider::discover(&self.cfg, &self.http))
-            .await
+    /// The backend answered 403 `insufficient_scope` naming `scopes`: log in again with the
+    /// union of scopes, at most twice per process. False when there is nothing to add.
+    pub async fn step_up(&self, token: &Secret<String>, scopes: &[String]) -> bool {
+        let mut inner = self.inner.lock().await;
+        let current: Vec<String> = self
+            .provider
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|p| p.scopes.clone())
+            .unwrap_or_else(|| self.cfg.scopes.clone());
+        let new: Vec<String> = scopes
+            .iter()
+            .filter(|s| !current.contains(s) && !inner.extra_scopes.contains(s))
+            .cloned()
+            .collect();
+        if new.is_empty() || inner.step_ups >= 2 {
+            return false;
+        }
+        tracing::info!("the MCP server needs more scopes ({}); logging in again", new.join(" "));
+        inner.extra_scopes.extend(new);
+        inner.step_ups += 1;
+        inner.refused = Some(Tokens::fingerprint(token));
+        inner.force_login = true;
+        true
     }
 
-    /// Refresh with retries on network errors (never a browser for a blip).
-    async fn refresh(&self, rt: &Secret<String>) -> Result<Tokens, AuthError> {
+    /// The authorization server and client, resolved once: configured, cached from an
+    /// earlier discovery, or discovered (RFC 9728) and registered (RFC 7591) now.
+    async fn provider(&self, inner: &mut Inner) -> Result<Arc<grant::Provider>, AuthError> {
+        if let Some(p) = self.provider.lock().unwrap().clone() {
+            return Ok(p);
+        }
+        let cfg = &self.cfg;
+        let (issuer, mut resource, mut scopes) = match &cfg.issuer {
+            Some(i) => (
+                i.as_str().trim_end_matches('/').to_string(),
+                cfg.resource.clone(),
+                cfg.scopes.clone(),
+            ),
+            None => {
+                if inner.discovered.issuer.is_none() {
+                    let backend = cfg.backend.clone().expect("config: no issuer implies a backend");
+                    let info = discovery::protected_resource(&self.http, &backend)
+                        .await
+                        .map_err(|reason| AuthError::Discovery {
+                            issuer: backend.to_string(),
+                            reason,
+                        })?;
+                    Self::adopt(&mut inner.discovered, info, &backend);
+                }
+                let d = &inner.discovered;
+                let scopes = match (&d.scopes, cfg.scopes_explicit) {
+                    (Some(s), false) => s.clone(),
+                    _ => cfg.scopes.clone(),
+                };
+                (
+                    d.issuer.clone().unwrap_or_default(),
+                    cfg.resource.clone().or(d.resource.clone()),
+                    scopes,
+                )
+            }
+        };
+        if cfg.no_resource {
+            resource = None;
+        }
+        let metadata = discovery::authorization_server(&self.http, &issuer).await?;
+        // Ask for an ID token too when the server is an OpenID provider.
+        let oidc = metadata
+            .scopes_supported()
+            .is_some_and(|s| s.iter().any(|s| s.as_str() == "openid"));
+        if oidc && cfg.grant != GrantKind::ClientCredentials && !scopes.iter().any(|s| s == "openid") {
+            scopes.insert(0, "openid".into());
+        }
+        let (client_id, client_secret) = match &cfg.client_id {
+            Some(id) => (id.clone(), cfg.client_secret.clone()),
+            None => {
+                let redirect = cfg.redirect_url.as_str().to_string();
+                let reg = match inner.discovered.registration.clone() {
+                    Some(r) if r.redirect_uri == redirect => r,
+                    _ => {
+                        let r =
+                            registration::register(&self.http, &metadata, &redirect, cfg.grant == GrantKind::Device)
+                                .await?;
+                        inner.discovered.registration = Some(r.clone());
+                        r
+                    }
+                };
+                (reg.client_id, reg.client_secret)
+            }
+        };
+        let p = Arc::new(grant::Provider::new(
+            metadata,
+            client_id,
+            client_secret,
+            resource,
+            scopes,
+            cfg.clone(),
+        ));
+        *self.provider.lock().unwrap() = Some(p.clone());
+        Ok(p)
+    }
+
+    /// Refresh with retries on network errors (never a login for a blip).
+    async fn refresh(&self, provider: &grant::Provider, rt: &Secret<String>) -> Result<Tokens, AuthError> {
         let mut delay = Duration::from_millis(500);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = match self.provider().await {
-                Ok(p) => p.refresh(&self.http, rt).await,
-                Err(e) => Err(e),
-            };
-            match result {
+            match provider.refresh(&self.http, rt).await {
                 Err(AuthError::Network(e)) if attempt < 4 => {
                     tracing::warn!(
                         "refreshing the access token failed ({e}); retrying in {}s",
@@ -257,21 +441,8 @@ impl TokenManager {
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }
-                Err(AuthError::Discovery { reason, .. }) if attempt < 4 => {
-                    tracing::warn!(
-                        "the identity provider is not answering ({reason}); retrying in {}s",
-                        delay.as_secs_f32()
-                    );
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
                 other => return other,
             }
         }
-    }
-
-    async fn login(&self) -> Result<Tokens, AuthError> {
-        let provider = self.provider().await?;
-        provider.browser_login(&self.http).await
     }
 }

@@ -71,7 +71,7 @@ impl Legacy {
     async fn post(&self, endpoint: &Url, body: Bytes) -> Result<(), String> {
         let mut auth_retry = true;
         loop {
-            let token = self.conn.bearer().await.map_err(|e| e.to_string())?;
+            let token = self.conn.bearer().await.map_err(|e| e.with_hint())?;
             let r = self
                 .conn
                 .request(Method::POST, endpoint.clone(), &token)
@@ -100,7 +100,7 @@ impl Legacy {
         }
         let mut auth_retry = true;
         let resp = loop {
-            let token = self.conn.bearer().await.map_err(|e| (codes::AUTH, e.to_string()))?;
+            let token = self.conn.bearer().await.map_err(|e| (codes::AUTH, e.with_hint()))?;
             let r = self
                 .conn
                 .request(Method::GET, self.conn.url.clone(), &token)

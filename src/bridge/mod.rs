@@ -165,6 +165,27 @@ impl Conn {
         }
     }
 
+    /// A 403 `insufficient_scope` challenge: ask the token source for a login with the
+    /// scopes the server names. True if the request should be retried.
+    pub async fn step_up(&self, token: &Option<Secret<String>>, resp: &reqwest::Response) -> bool {
+        let (Some(auth), Some(token)) = (&self.auth, token) else {
+            return false;
+        };
+        for h in resp.headers().get_all(reqwest::header::WWW_AUTHENTICATE) {
+            let params = crate::auth::discovery::challenge_params(h.to_str().unwrap_or(""));
+            let error = params.iter().find(|(k, _)| k == "error").map(|(_, v)| v.as_str());
+            if error == Some("insufficient_scope") {
+                let scopes: Vec<String> = params
+                    .iter()
+                    .find(|(k, _)| k == "scope")
+                    .map(|(_, v)| v.split_whitespace().map(str::to_string).collect())
+                    .unwrap_or_default();
+                return auth.step_up(token, &scopes).await;
+            }
+        }
+        false
+    }
+
     /// A request to `url` (which must be the backend's origin) with static headers and token.
     pub fn request(
         &self,

@@ -136,13 +136,14 @@ impl Streamable {
         }
         let mut auth_retry = true;
         let mut reinit_retry = true;
+        let mut step_up_retry = true;
         loop {
             let snap = self.snapshot();
             let token = match self.conn.bearer().await {
                 Ok(t) => t,
                 Err(e) => {
-                    tracing::error!("{e}");
-                    self.conn.fail(msg, codes::AUTH, &e.to_string());
+                    tracing::error!("{}", e.with_hint());
+                    self.conn.fail(msg, codes::AUTH, &e.with_hint());
                     return Forwarded::Done;
                 }
             };
@@ -158,6 +159,10 @@ impl Streamable {
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED && auth_retry && self.conn.rejected(&token).await {
                 auth_retry = false;
+                continue;
+            }
+            if status == StatusCode::FORBIDDEN && step_up_retry && self.conn.step_up(&token, &resp).await {
+                step_up_retry = false;
                 continue;
             }
             if is_init
@@ -433,7 +438,22 @@ impl Streamable {
             }
             let token = match self.conn.bearer().await {
                 Ok(t) => t,
-                Err(_) => return,
+                // A login that failed is not retried from here (that would reopen the browser).
+                Err(e) if !e.is_transient() => return,
+                Err(e) => {
+                    // No token right now (identity provider down?): try again later rather
+                    // than losing server notifications for the rest of the session.
+                    tracing::debug!("GET stream: no token ({e}); retrying");
+                    if let Some(tx) = opened.take() {
+                        let _ = tx.send(());
+                    }
+                    failures += 1;
+                    tokio::select! {
+                        _ = shutdown.wait() => return,
+                        _ = tokio::time::sleep(Duration::from_millis((500u64 << failures.min(6)).min(30_000))) => {}
+                    }
+                    continue;
+                }
             };
             let resp = self.get(&snap, &token, cursor.last_event_id.as_deref()).await;
             if let Some(tx) = opened.take() {
