@@ -164,9 +164,9 @@ function rawProxy(args, { env = {} } = {}) {
       api.send({ jsonrpc: '2.0', id, method, ...(params ? { params } : {}) });
       return api.next((m) => m.id === id && ('result' in m || 'error' in m), ms, `the answer to ${method} (id ${id})`);
     },
-    async initialize() {
+    async initialize(protocolVersion = '2025-06-18') {
       const r = await api.request('initialize', {
-        protocolVersion: '2025-06-18',
+        protocolVersion,
         capabilities: {},
         clientInfo: { name: 'raw-driver', version: '1.0.0' },
       }, 15_000);
@@ -557,6 +557,31 @@ describe('stdio framing and lifecycle', () => {
       const sid = initializes(backend).at(-1).sessionId;
       const posts = httpLog(backend).filter((e) => e.method === 'POST' && e.sessionId === sid);
       assert.ok(posts.every((e) => e.rpcMethods.length === 1), JSON.stringify(posts.map((e) => e.rpcMethods)));
+      p.assertClean();
+    } finally {
+      await p.close();
+    }
+  });
+
+  test('with MCP 2025-03-26 a batch goes to the server as one POST, every member answered', T, async () => {
+    const p = rawProxy(proxyArgs(backend.url));
+    try {
+      const init = await p.initialize('2025-03-26');
+      assert.equal(init.protocolVersion, '2025-03-26');
+      p.send([
+        { jsonrpc: '2.0', id: 'k1', method: 'tools/call', params: { name: 'echo', arguments: { text: 'one' } } },
+        { jsonrpc: '2.0', method: 'notifications/roots/list_changed' },
+        { jsonrpc: '2.0', id: 'k2', method: 'ping' },
+      ]);
+      const [k1, k2] = await Promise.all(['k1', 'k2'].map((id) => p.next((m) => m.id === id, 10_000, `answer ${id}`)));
+      assert.equal(textOf(k1.result), 'one');
+      assert.deepEqual(k2.result, {});
+      const sid = initializes(backend).at(-1).sessionId;
+      const posts = httpLog(backend).filter((e) => e.method === 'POST' && e.sessionId === sid);
+      assert.ok(
+        posts.some((e) => e.rpcMethods.length === 3),
+        `one POST carried the whole batch: ${JSON.stringify(posts.map((e) => e.rpcMethods))}`,
+      );
       p.assertClean();
     } finally {
       await p.close();

@@ -36,6 +36,8 @@ pub enum Kind {
     Request,
     Notification,
     Response,
+    /// A JSON-RPC batch forwarded as one POST (MCP 2025-03-26 only).
+    Batch,
 }
 
 /// One client message: its raw bytes (already a single line) and what the bridge needs.
@@ -45,17 +47,30 @@ pub struct Msg {
     pub id: Option<Value>,
     pub method: Option<String>,
     pub kind: Kind,
+    /// For a batch: the ids of its requests.
+    pub batch_ids: Vec<Value>,
 }
 
 impl Msg {
+    /// Whether the client waits for an answer to this message.
     pub fn is_request(&self) -> bool {
-        self.kind == Kind::Request
+        !self.request_ids().is_empty()
     }
-    fn label(&self) -> String {
+
+    /// The ids the client waits answers for.
+    pub fn request_ids(&self) -> Vec<Value> {
+        match (self.kind, &self.id) {
+            (Kind::Request, Some(id)) => vec![id.clone()],
+            (Kind::Batch, _) => self.batch_ids.clone(),
+            _ => vec![],
+        }
+    }
+    pub fn label(&self) -> String {
         match (&self.method, &self.id) {
             (Some(m), Some(id)) => format!("{m} (id {id})"),
             (Some(m), None) => m.clone(),
             (None, Some(id)) => format!("response (id {id})"),
+            (None, None) if self.kind == Kind::Batch => format!("batch of {} requests", self.batch_ids.len()),
             (None, None) => "message".into(),
         }
     }
@@ -111,7 +126,46 @@ pub fn classify(body: Bytes) -> Result<Msg, (Option<Value>, i64, String)> {
         id: env.id,
         method: env.method,
         kind,
+        batch_ids: vec![],
     })
+}
+
+/// The request ids a POST waits answers for, and which have come.
+#[derive(Debug, Default)]
+pub struct Waiting {
+    ids: Vec<Value>,
+    got: Vec<bool>,
+}
+
+impl Waiting {
+    pub fn new(ids: Vec<Value>) -> Self {
+        let got = vec![false; ids.len()];
+        Waiting { ids, got }
+    }
+
+    /// Note an answer; true if it was for one of ours.
+    pub fn note(&mut self, id: &Value) -> bool {
+        match self.ids.iter().position(|i| i == id) {
+            Some(i) => {
+                self.got[i] = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn done(&self) -> bool {
+        self.got.iter().all(|g| *g)
+    }
+
+    pub fn missing(&self) -> Vec<Value> {
+        self.ids
+            .iter()
+            .zip(&self.got)
+            .filter(|(_, g)| !**g)
+            .map(|(i, _)| i.clone())
+            .collect()
+    }
 }
 
 /// What both transports share: the HTTP client, where to go, and how to authenticate.
@@ -205,11 +259,17 @@ impl Conn {
 
     /// Answer a request with an error (notifications and responses get a log line instead).
     pub fn fail(&self, msg: &Msg, code: i64, text: &str) {
-        if msg.is_request() {
-            tracing::debug!("answering {} with error {code}: {text}", msg.label());
-            self.out.error(msg.id.as_ref(), code, text);
-        } else {
+        self.fail_ids(msg, &msg.request_ids(), code, text);
+    }
+
+    /// Answer these ids of `msg` with an error.
+    pub fn fail_ids(&self, msg: &Msg, ids: &[Value], code: i64, text: &str) {
+        if ids.is_empty() {
             tracing::warn!("could not deliver {}: {text}", msg.label());
+        }
+        for id in ids {
+            tracing::debug!("answering {} (id {id}) with error {code}: {text}", msg.label());
+            self.out.error(Some(id), code, text);
         }
     }
 }
@@ -288,7 +348,10 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
             }
             Some(Input::Line(l)) => Bytes::from(l),
         };
-        for msg in split(line, &out) {
+        // MCP 2025-03-26 allows JSON-RPC batches over HTTP: forward them as they came.
+        let keep_batches =
+            matches!(&backend, Backend::Streamable(s) if s.protocol_version().as_deref() == Some("2025-03-26"));
+        for msg in split(line, &out, keep_batches) {
             tracing::debug!("→ {}", msg.label());
             let is_init = msg.method.as_deref() == Some("initialize");
             match &backend {
@@ -327,15 +390,31 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
     out.flush().await;
 }
 
-/// One stdin line → the messages to forward. Batches are split: JSON-RPC batching was
-/// removed from MCP in 2025-06-18, and split messages are valid for every version.
-fn split(line: Bytes, out: &Out) -> Vec<Msg> {
+/// One stdin line → the messages to forward. Batches are split (JSON-RPC batching was
+/// removed from MCP in 2025-06-18, and split messages are valid for every version) unless
+/// `keep_batches`, when a batch goes out as one message.
+fn split(line: Bytes, out: &Out, keep_batches: bool) -> Vec<Msg> {
     let first = line.iter().find(|b| !b.is_ascii_whitespace()).copied();
     let parts: Vec<Bytes> = if first == Some(b'[') {
         match serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(&line) {
             Ok(items) if items.is_empty() => {
                 out.error(None, codes::INVALID_REQUEST, "Invalid Request: empty batch");
                 return vec![];
+            }
+            Ok(items) if keep_batches => {
+                let batch_ids = items
+                    .iter()
+                    .filter_map(|r| serde_json::from_str::<Envelope>(r.get()).ok())
+                    .filter(|e| e.method.is_some())
+                    .filter_map(|e| e.id)
+                    .collect();
+                return vec![Msg {
+                    body: line.clone(),
+                    id: None,
+                    method: None,
+                    kind: Kind::Batch,
+                    batch_ids,
+                }];
             }
             Ok(items) => items
                 .iter()
@@ -396,13 +475,31 @@ mod tests {
     }
 
     #[test]
+    fn waiting_tracks_every_id() {
+        let mut w = Waiting::new(vec![serde_json::json!(1), serde_json::json!("a")]);
+        assert!(!w.note(&serde_json::json!(2)));
+        assert!(w.note(&serde_json::json!("a")));
+        assert!(!w.done());
+        assert_eq!(w.missing(), vec![serde_json::json!(1)]);
+        assert!(w.note(&serde_json::json!(1)));
+        assert!(w.done());
+    }
+
+    #[test]
     fn batches_are_split_and_bad_members_answered() {
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         let out = Out::spawn(ChanWriter(tx), || {});
-        let msgs = split(
-            Bytes::from_static(br#"[{"jsonrpc":"2.0","id":1,"method":"a"}, 5, {"jsonrpc":"2.0","method":"n"}]"#),
-            &out,
+        let batch =
+            Bytes::from_static(br#"[{"jsonrpc":"2.0","id":1,"method":"a"}, 5, {"jsonrpc":"2.0","method":"n"}]"#);
+        // 2025-03-26: one message, waiting for the one request in it.
+        let kept = split(batch.clone(), &out, true);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            (kept[0].kind, kept[0].request_ids()),
+            (Kind::Batch, vec![serde_json::json!(1)])
         );
+        // Later versions: split, and the bad member answered.
+        let msgs = split(batch, &out, false);
         assert_eq!(msgs.len(), 2);
         assert_eq!(msgs[0].body.as_ref(), br#"{"jsonrpc":"2.0","id":1,"method":"a"}"#);
         assert_eq!(msgs[1].kind, Kind::Notification);

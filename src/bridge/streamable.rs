@@ -5,7 +5,7 @@
 //! shutdown.
 
 use super::sse::{self, Cursor};
-use super::{codes, describe, Conn, Envelope, Msg};
+use super::{codes, describe, Conn, Envelope, Msg, Waiting};
 use crate::secret::Secret;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -211,16 +211,17 @@ impl Streamable {
         if !status.is_success() {
             return self.http_error(resp, msg).await;
         }
-        let wait_for = if msg.is_request() { msg.id.as_ref() } else { None };
+        let mut waiting = Waiting::new(msg.request_ids());
         if sse::is_event_stream(&resp) {
             let mut cursor = Cursor::default();
-            let mut answered = self.pump(resp, wait_for, is_init, &mut cursor).await;
-            if !answered && msg.is_request() && cursor.last_event_id.is_some() {
-                answered = self.resume(msg, is_init, cursor).await;
+            self.pump(resp, &mut waiting, is_init, &mut cursor).await;
+            if !waiting.done() && cursor.last_event_id.is_some() {
+                self.resume(msg, &mut waiting, is_init, cursor).await;
             }
-            if !answered && msg.is_request() {
-                self.conn.fail(
+            if !waiting.done() {
+                self.conn.fail_ids(
                     msg,
+                    &waiting.missing(),
                     codes::BACKEND,
                     "the MCP server closed the response stream before answering",
                 );
@@ -255,13 +256,13 @@ impl Streamable {
             );
             return self.conn.fail(msg, codes::BACKEND, &text);
         }
-        let answered = match std::str::from_utf8(&body) {
-            Ok(text) => self.deliver(text, wait_for, is_init),
-            Err(_) => false,
-        };
-        if !answered && msg.is_request() {
-            self.conn.fail(
+        if let Ok(text) = std::str::from_utf8(&body) {
+            self.deliver(text, &mut waiting, is_init);
+        }
+        if !waiting.done() {
+            self.conn.fail_ids(
                 msg,
+                &waiting.missing(),
                 codes::BACKEND,
                 "the MCP server's reply is not a JSON-RPC answer to this request",
             );
@@ -272,7 +273,7 @@ impl Streamable {
         let status = resp.status();
         let ctype = sse::content_type(&resp);
         let body = resp.bytes().await.unwrap_or_default();
-        if msg.is_request() {
+        if msg.kind == super::Kind::Request {
             // A JSON-RPC error from the server is passed on under the request's id.
             if let Ok(v) = serde_json::from_slice::<Value>(&body) {
                 if let Some(err) = v.get("error").filter(|e| e.get("message").is_some()) {
@@ -294,33 +295,27 @@ impl Streamable {
         self.conn.fail(msg, codes::BACKEND, &text);
     }
 
-    /// Write a server message (or batch) to the client. True if it answers `wait_for`.
-    fn deliver(&self, text: &str, wait_for: Option<&Value>, is_init: bool) -> bool {
+    /// Write a server message (or batch) to the client, noting answers in `waiting`.
+    fn deliver(&self, text: &str, waiting: &mut Waiting, is_init: bool) {
         let trimmed = text.trim_start();
         if trimmed.starts_with('[') {
             return match serde_json::from_str::<Vec<&serde_json::value::RawValue>>(trimmed) {
                 Ok(items) => {
-                    // Deliver every member (no short-circuit), then say whether one was ours.
-                    let mut ours = false;
                     for m in items {
-                        ours |= self.deliver(m.get(), wait_for, is_init);
+                        self.deliver(m.get(), waiting, is_init);
                     }
-                    ours
                 }
-                Err(_) => {
-                    tracing::warn!("dropped a message from the MCP server that is not valid JSON");
-                    false
-                }
+                Err(_) => tracing::warn!("dropped a message from the MCP server that is not valid JSON"),
             };
         }
         let env: Envelope = match serde_json::from_str(text) {
             Ok(e) => e,
             Err(_) => {
                 tracing::warn!("dropped a message from the MCP server that is not valid JSON-RPC");
-                return false;
+                return;
             }
         };
-        let ours = env.is_response() && wait_for.is_some() && env.id.as_ref() == wait_for;
+        let ours = env.is_response() && env.id.as_ref().is_some_and(|id| waiting.note(id));
         if ours && is_init {
             if let Ok(v) = serde_json::from_str::<Value>(text) {
                 if let Some(ver) = v.pointer("/result/protocolVersion").and_then(Value::as_str) {
@@ -339,14 +334,12 @@ impl Streamable {
             }
         );
         self.conn.out.json_text(text);
-        ours
     }
 
-    /// Read an SSE response to its end, delivering every message. True if `wait_for` was answered.
-    async fn pump(&self, resp: Response, wait_for: Option<&Value>, is_init: bool, cursor: &mut Cursor) -> bool {
+    /// Read an SSE response to its end, delivering every message and noting answers.
+    async fn pump(&self, resp: Response, waiting: &mut Waiting, is_init: bool, cursor: &mut Cursor) {
         let mut events = sse::events(resp);
         let mut shutdown = self.conn.shutdown.clone();
-        let mut answered = false;
         loop {
             let next = tokio::select! {
                 _ = shutdown.wait() => break,
@@ -355,7 +348,7 @@ impl Streamable {
             match next {
                 Some(Ok(ev)) => {
                     if let Some(data) = cursor.take(ev) {
-                        answered |= self.deliver(&data, wait_for, is_init);
+                        self.deliver(&data, waiting, is_init);
                     }
                 }
                 Some(Err(e)) => {
@@ -365,21 +358,20 @@ impl Streamable {
                 None => break,
             }
         }
-        answered
     }
 
     /// Resume a response stream that ended before its answer: GET with `Last-Event-ID`.
-    async fn resume(&self, msg: &Msg, is_init: bool, mut cursor: Cursor) -> bool {
+    async fn resume(&self, msg: &Msg, waiting: &mut Waiting, is_init: bool, mut cursor: Cursor) {
         let mut shutdown = self.conn.shutdown.clone();
         for attempt in 1..=RESUME_ATTEMPTS {
             tokio::select! {
-                _ = shutdown.wait() => return false,
+                _ = shutdown.wait() => return,
                 _ = tokio::time::sleep(cursor.delay(250 * attempt as u64)) => {}
             }
             let snap = self.snapshot();
             let token = match self.conn.bearer().await {
                 Ok(t) => t,
-                Err(_) => return false,
+                Err(_) => return,
             };
             tracing::debug!(
                 "resuming the stream for {:?} after event {:?}",
@@ -388,8 +380,9 @@ impl Streamable {
             );
             match self.get(&snap, &token, cursor.last_event_id.as_deref()).await {
                 Ok(r) if r.status().is_success() && sse::is_event_stream(&r) => {
-                    if self.pump(r, msg.id.as_ref(), is_init, &mut cursor).await {
-                        return true;
+                    self.pump(r, waiting, is_init, &mut cursor).await;
+                    if waiting.done() {
+                        return;
                     }
                 }
                 Ok(r) if r.status() == StatusCode::UNAUTHORIZED => {
@@ -398,13 +391,12 @@ impl Streamable {
                 Ok(r) => {
                     tracing::debug!("resuming got HTTP {}", r.status().as_u16());
                     if matches!(r.status().as_u16(), 404 | 405) {
-                        return false;
+                        return;
                     }
                 }
                 Err(e) => tracing::debug!("resuming failed: {}", describe(&e)),
             }
         }
-        false
     }
 
     /// Start the GET stream for the current session; the receiver fires once the server
@@ -482,7 +474,7 @@ impl Streamable {
                 }
                 Ok(r) if r.status().is_success() && sse::is_event_stream(&r) => {
                     failures = 0;
-                    self.pump(r, None, false, &mut cursor).await;
+                    self.pump(r, &mut Waiting::default(), false, &mut cursor).await;
                     tokio::select! {
                         _ = shutdown.wait() => return,
                         _ = tokio::time::sleep(cursor.delay(1000)) => {}
@@ -571,6 +563,11 @@ impl Streamable {
     }
 
     /// Stop the GET stream and DELETE the session (short timeout; 404/405 are fine).
+    /// The protocol version the server chose in its InitializeResult.
+    pub fn protocol_version(&self) -> Option<String> {
+        self.state.lock().unwrap().version.clone()
+    }
+
     pub async fn close(&self) {
         let snap = {
             let mut st = self.state.lock().unwrap();
