@@ -22,7 +22,7 @@
 //   spawned process tree (VmRSS of the child and its descendants, sampled every 20 ms, and at
 //   least the child's VmHWM); stdin EOF → process exit (the proxy DELETEs its session first).
 //
-// Knobs (env): BENCH_RUNS=5 BENCH_SEQ=300 BENCH_TPUT=2000 BENCH_INFLIGHT=16 BENCH_BIG=10
+// Knobs (env): BENCH_RUNS=5 BENCH_SEQ=300 BENCH_TPUT=2000 BENCH_INFLIGHT=16 BENCH_BIG=20
 //   BENCH_WARMUP=30 (calls before measuring, per session) BENCH_WARMUP_PASS=1 (one unrecorded
 //   round first) BENCH_SDK_MODE=sse|json BENCH_ADDON=<.node/.so to run instead of the one
 //   next to cli.js> BENCH_MCP_REMOTE=<dir> BENCH_TIMEOUT_S=900 BENCH_COLUMNS=direct,floor,proxy,mcp-remote
@@ -61,7 +61,7 @@ const CFG = {
   seq: Math.max(10, int('BENCH_SEQ', 300)),
   tput: Math.max(16, int('BENCH_TPUT', 2000)),
   inflight: Math.max(1, int('BENCH_INFLIGHT', 16)),
-  big: Math.max(1, int('BENCH_BIG', 10)),
+  big: Math.max(1, int('BENCH_BIG', 20)),
   bigBytes: 1 << 20,
   warmup: int('BENCH_WARMUP', 30),
   warmupPass: int('BENCH_WARMUP_PASS', 1) > 0,
@@ -393,7 +393,7 @@ function printTable(title, cols, med) {
   // med[column][metric] = median value
   say(title);
   const w0 = 36;
-  const wv = 10;
+  const wv = 12;
   const wr = 8;
   let head = padEnd('', w0);
   for (const c of cols) {
@@ -440,7 +440,8 @@ function targets(med) {
     add(name, 'peak memory ≤ 60 MiB', p.rssMiB, p.rssMiB <= 60, `${fmt(p.rssMiB, 1)} MiB`);
     add(name, 'exit after EOF < 100 ms', p.exitMs, p.exitMs < 100, `${fmt(p.exitMs, 1)} ms`);
   }
-  return out;
+  const rank = { instant: 0, sdk: 1 };
+  return out.sort((a, b) => (rank[a.backend] ?? 9) - (rank[b.backend] ?? 9));
 }
 
 // ---- main ------------------------------------------------------------------------------------
@@ -583,7 +584,8 @@ async function main() {
     printTable(`${titles[b] ?? b} — medians of ${CFG.runs} runs`, columns, med[b]);
     say('');
   }
-  say('floor: the same instant stdio server in both tables. direct: no process, so no RSS; its "exit" is DELETE + close.');
+  say('floor: the same instant stdio server in both tables. direct: no process, so its "spawn → initialize" is the');
+  say('initialize round trip alone, there is no RSS, and its "exit" is DELETE + close.');
   const checks = targets(med);
   say('');
   say('targets (proxy)');

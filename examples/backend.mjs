@@ -76,6 +76,15 @@ const text = (t) => ({ content: [{ type: 'text', text: t }] });
  * @param {number} [opts.rejectValidTokens=0]   answer 401 to the next N requests whose JWT
  *                                              is valid (as if the server had revoked it);
  *                                              see also `be.rejectNextValid(n, match)`
+ * @param {Record<string,string>} [opts.requireScopes={}]  test knob for step-up: tool name →
+ *                                              scope. Each named tool is registered (it answers
+ *                                              like whoami), and a tools/call of it whose JWT
+ *                                              lacks the scope gets HTTP 403 with
+ *                                              `WWW-Authenticate: Bearer error="insufficient_scope",
+ *                                              scope="<scope>"` before the MCP transport sees it.
+ * @param {boolean} [opts.protectedResourceMetadata=true]  false: serve no RFC 9728 metadata
+ *                                              (404) and name none in the 401 challenge, like a
+ *                                              server that names no authorization server
  */
 export async function startBackend(opts = {}) {
   const {
@@ -88,6 +97,8 @@ export async function startBackend(opts = {}) {
     retryInterval = eventStore ? 100 : undefined,
     logHeaders = [],
     rejectValidTokens = 0,
+    requireScopes = {},
+    protectedResourceMetadata = true,
   } = opts;
   if (!['sse', 'json', 'legacy'].includes(mode)) throw new Error(`unknown mode ${mode}`);
 
@@ -179,6 +190,14 @@ export async function startBackend(opts = {}) {
     const ask = (extra, r, schema) => (mode === 'json'
       ? server.server.request(r, schema, { timeout: 30_000 })
       : extra.sendRequest(r, schema, { timeout: 30_000 }));
+
+    for (const name of Object.keys(requireScopes)) {
+      server.registerTool(name, { description: `Needs scope ${requireScopes[name]}; answers like whoami` },
+        async (extra) => {
+          const c = extra.authInfo?.extra?.claims;
+          return text(JSON.stringify(c ? { sub: c.sub, scope: c.scope, client_id: c.client_id, tool: name } : { anonymous: true, tool: name }));
+        });
+    }
 
     server.registerTool('echo', { description: 'Echo text back', inputSchema: { text: z.string() } },
       async ({ text: t }) => text(t));
@@ -322,7 +341,7 @@ export async function startBackend(opts = {}) {
     res.on('finish', () => { entry.status ??= res.statusCode; });
 
     // RFC 9728 protected resource metadata (both the path-suffixed and the root form).
-    if (req.method === 'GET' && reqUrl.pathname.startsWith('/.well-known/oauth-protected-resource')) {
+    if (protectedResourceMetadata && req.method === 'GET' && reqUrl.pathname.startsWith('/.well-known/oauth-protected-resource')) {
       return sendJson(res, 200, { resource: url, authorization_servers: [issuerOf()], bearer_methods_supported: ['header'], scopes_supported: ['openid', 'profile', 'email', 'offline_access', 'mcp:tools'] });
     }
 
@@ -349,12 +368,22 @@ export async function startBackend(opts = {}) {
     const authResult = await authenticate(req, entry);
     if (!authResult.ok) {
       entry.authError = authResult.reason;
-      res.setHeader('WWW-Authenticate',
-        `Bearer realm="mcp", error="invalid_token", error_description="${authResult.reason}", resource_metadata="${resourceMetadataUrl}"`);
+      res.setHeader('WWW-Authenticate', protectedResourceMetadata
+        ? `Bearer realm="mcp", error="invalid_token", error_description="${authResult.reason}", resource_metadata="${resourceMetadataUrl}"`
+        : `Bearer realm="mcp", error="invalid_token", error_description="${authResult.reason}"`);
       return sendJson(res, 401, { error: 'invalid_token', error_description: authResult.reason });
     }
     if (parseError) return sendJson(res, 400, rpcError(-32700, 'Parse error')); // after auth: 401 wins
     req.auth = authResult.authInfo; // the SDK transports pass req.auth on as extra.authInfo
+
+    // Step-up knob: a 403 insufficient_scope at HTTP level, before the MCP transport.
+    const needed = entry.tool !== undefined && Object.hasOwn(requireScopes, entry.tool) ? requireScopes[entry.tool] : undefined;
+    if (needed && !(req.auth?.scopes ?? []).includes(needed)) {
+      entry.insufficientScope = needed;
+      res.setHeader('WWW-Authenticate',
+        `Bearer realm="mcp", error="insufficient_scope", scope="${needed}", resource_metadata="${resourceMetadataUrl}", error_description="the ${entry.tool} tool needs the ${needed} scope"`);
+      return sendJson(res, 403, { error: 'insufficient_scope', scope: needed });
+    }
 
     if (mode === 'legacy') return handleLegacy(req, res, reqUrl, body);
     return handleStreamable(req, res, body, entry);

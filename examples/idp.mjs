@@ -48,6 +48,15 @@ export function defaultClients() {
       redirect_uris: ['http://localhost:8080/auth/callback', 'http://127.0.0.1:8080/auth/callback'],
     },
     {
+      // Public client for the device authorization grant (RFC 8628): no redirect, no secret.
+      client_id: 'device-client',
+      token_endpoint_auth_method: 'none',
+      application_type: 'native',
+      grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token'],
+      response_types: [],
+      redirect_uris: [],
+    },
+    {
       client_id: 'service-client',
       client_secret: 'service-secret',
       token_endpoint_auth_method: 'client_secret_basic',
@@ -73,6 +82,15 @@ export function defaultClients() {
  *                                              token-endpoint request (code, code_verifier,
  *                                              refresh_token) in `idp.tokenRequests`, so a test
  *                                              can check they never leak anywhere else
+ *                                              (each record also has `resource`, the RFC 8707
+ *                                              parameter(s) sent, if any)
+ * @param {string[]} [opts.extraResourceScopes=[]]  test knob: more scopes the backend (resource
+ *                                              server) grants, e.g. ['mcp:admin'] for step-up
+ * @param {number} [opts.deviceCodeTtl=600]     seconds a device code (RFC 8628) stays valid
+ *
+ * Every request is also counted in `idp.requests` ({ method, path, query, time }; no bodies)
+ * and `idp.stats` has registrations, discoveryRequests, deviceAuthorizations and
+ * deviceCodeExchanges.
  */
 export async function startIdp(opts = {}) {
   const {
@@ -85,7 +103,10 @@ export async function startIdp(opts = {}) {
     defaultScope = DEFAULT_SCOPE,
     quiet = true,
     recordTokenRequests = false,
+    extraResourceScopes = [],
+    deviceCodeTtl = 600,
   } = opts;
+  const resourceScope = [RESOURCE_SCOPE, ...extraResourceScopes].join(' ');
 
   // The issuer must be known when the Provider is constructed, so listen first.
   const server = http.createServer();
@@ -138,7 +159,7 @@ export async function startIdp(opts = {}) {
       Interaction: 600,
       Session: 86400,
       Grant: refreshTokenTtl,
-      DeviceCode: 600,
+      DeviceCode: deviceCodeTtl,
     },
     features: {
       devInteractions: { enabled: true }, // plain HTML login + consent forms
@@ -150,7 +171,7 @@ export async function startIdp(opts = {}) {
         // Any resource indicator gets a JWT for the configured backend.
         getResourceServerInfo: async () => ({
           audience: resource,
-          scope: RESOURCE_SCOPE,
+          scope: resourceScope,
           accessTokenFormat: 'jwt',
           accessTokenTTL: accessTokenTtl,
         }),
@@ -192,7 +213,12 @@ export async function startIdp(opts = {}) {
     clientCredentials: 0,
     grantErrors: [], // { grantType, error, description }
     tokenEndpointRequests: 0, // every hit on the token endpoint, whatever the outcome
+    registrations: 0, // successful dynamic client registrations (RFC 7591)
+    discoveryRequests: 0, // every GET of a /.well-known/* document (and of the JWKS)
+    deviceAuthorizations: 0, // every hit on the device authorization endpoint
+    deviceCodeExchanges: 0, // successful device_code grants
   };
+  const requests = []; // { method, path, query, time } of every request, no bodies
   const tokenRequests = []; // only filled with recordTokenRequests
   const grantIds = new Set();
 
@@ -207,7 +233,9 @@ export async function startIdp(opts = {}) {
     if (type === 'authorization_code') stats.codeExchanges += 1;
     else if (type === 'refresh_token') stats.refreshes += 1;
     else if (type === 'client_credentials') stats.clientCredentials += 1;
+    else if (type === 'urn:ietf:params:oauth:grant-type:device_code') stats.deviceCodeExchanges += 1;
   });
+  provider.on('registration_create.success', () => { stats.registrations += 1; });
   provider.on('grant.error', (ctx, err) => {
     const type = grantTypeOf(ctx);
     if (type === 'refresh_token') stats.refreshFailures += 1;
@@ -220,6 +248,9 @@ export async function startIdp(opts = {}) {
   provider.on('server_error', (_ctx, err) => console.error('[idp] server_error', err));
 
   provider.use(async (ctx, next) => {
+    requests.push({ method: ctx.method, path: ctx.path, query: { ...ctx.query }, time: Date.now() });
+    if (ctx.path.startsWith('/.well-known/') || ctx.path === '/jwks') stats.discoveryRequests += 1;
+    if (ctx.path === '/device/auth') stats.deviceAuthorizations += 1;
     // RFC 8414 metadata: same document as OIDC discovery.
     if (ctx.path === '/.well-known/oauth-authorization-server') {
       ctx.path = '/.well-known/openid-configuration';
@@ -229,7 +260,7 @@ export async function startIdp(opts = {}) {
       if (recordTokenRequests) {
         await next();
         const p = ctx.oidc?.params ?? {};
-        tokenRequests.push({ grantType: p.grant_type, code: p.code, codeVerifier: p.code_verifier, refreshToken: p.refresh_token, status: ctx.status });
+        tokenRequests.push({ grantType: p.grant_type, code: p.code, codeVerifier: p.code_verifier, refreshToken: p.refresh_token, resource: p.resource, status: ctx.status });
         return;
       }
     }
@@ -282,7 +313,7 @@ export async function startIdp(opts = {}) {
     });
   }
 
-  return { issuer, port: actualPort, provider, server, stats, tokenRequests, revokeAllGrants, close, pause, resume, resource };
+  return { issuer, port: actualPort, provider, server, stats, tokenRequests, requests, revokeAllGrants, close, pause, resume, resource };
 }
 
 // oidc-provider prints loud "attention" warnings for devInteractions/dev keys; hide them.

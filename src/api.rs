@@ -30,8 +30,7 @@ fn manager(argv: &[String]) -> Result<Arc<TokenManager>, Error> {
     let config = config(argv)?;
     crate::log::init(config.log);
     let auth = config.auth.clone().ok_or(ConfigError::MissingIssuer)?;
-    let http = crate::http::auth_client(&config).map_err(Error::Runtime)?;
-    let m = TokenManager::new(auth, http, true);
+    let m = TokenManager::new(auth, crate::http::auth_client_factory(&config)?, true);
     all.push((argv.to_vec(), m.clone()));
     Ok(m)
 }

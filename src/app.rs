@@ -33,6 +33,7 @@ async fn dispatch(argv: Vec<String>) -> Result<ExitCode, Error> {
         Invocation::Login(config) => {
             crate::log::init(config.log);
             let tm = token_manager(&config, true)?;
+            tm.ensure_discoverable().await?;
             let t = tm.tokens().await?;
             eprintln!("authful-mcp-proxy: logged in{}; {}", who(&t), expiry(&t));
             Ok(ExitCode::Ok)
@@ -40,6 +41,7 @@ async fn dispatch(argv: Vec<String>) -> Result<ExitCode, Error> {
         Invocation::Token(config) => {
             crate::log::init(config.log);
             let tm = token_manager(&config, true)?;
+            tm.ensure_discoverable().await?;
             let t = tm.access_token().await?;
             let mut out = std::io::stdout();
             let _ = out.write_all(t.expose().as_bytes()).and_then(|_| out.write_all(b"\n"));
@@ -52,8 +54,11 @@ async fn dispatch(argv: Vec<String>) -> Result<ExitCode, Error> {
 
 fn token_manager(config: &Config, interactive: bool) -> Result<Arc<TokenManager>, Error> {
     let auth = config.auth.clone().ok_or(crate::config::ConfigError::MissingIssuer)?;
-    let http = crate::http::auth_client(config).map_err(Error::Runtime)?;
-    Ok(TokenManager::new(auth, http, interactive))
+    Ok(TokenManager::new(
+        auth,
+        crate::http::auth_client_factory(config)?,
+        interactive,
+    ))
 }
 
 fn who(t: &token_cache::Tokens) -> String {
@@ -100,7 +105,21 @@ async fn proxy(config: Config) -> Result<ExitCode, Error> {
         std::io::BufReader::with_capacity(1 << 16, std::io::stdin()),
         config.max_message_bytes,
     );
-    bridge::run(&config, conn, input).await;
+    // The bridge runs on a runtime of its own with one thread: its tasks hand messages to
+    // each other all the time, and on one thread that costs no cross-thread wake-ups.
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("bridge".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            match rt {
+                Ok(rt) => rt.block_on(bridge::run(&config, conn, input)),
+                Err(e) => tracing::error!("cannot start the bridge: {e}"),
+            }
+            let _ = done_tx.send(());
+        })
+        .map_err(|e| Error::Runtime(format!("cannot start the bridge: {e}")))?;
+    let _ = done_rx.await;
     Ok(ExitCode::Ok)
 }
 

@@ -8,21 +8,27 @@ use std::time::Duration;
 
 pub const USER_AGENT: &str = concat!("authful-mcp-proxy/", env!("CARGO_PKG_VERSION"));
 
-fn base(config: &Config) -> Result<reqwest::ClientBuilder, String> {
+fn extra_roots(config: &Config) -> Result<Vec<reqwest::Certificate>, String> {
+    let mut roots = Vec::new();
+    for path in &config.ca_files {
+        let pem = std::fs::read(path).map_err(|e| format!("cannot read CA file `{}`: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("CA file `{}` is not PEM: {e}", path.display()))?;
+        roots.extend(certs);
+    }
+    Ok(roots)
+}
+
+fn base(roots: Vec<reqwest::Certificate>) -> reqwest::ClientBuilder {
     let mut b = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(Duration::from_secs(10))
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(90));
-    for path in &config.ca_files {
-        let pem = std::fs::read(path).map_err(|e| format!("cannot read CA file `{}`: {e}", path.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("CA file `{}` is not PEM: {e}", path.display()))?;
-        for c in certs {
-            b = b.add_root_certificate(c);
-        }
+    for c in roots {
+        b = b.add_root_certificate(c);
     }
-    Ok(b)
+    b
 }
 
 /// Backend client. Redirects are followed only within the backend's own origin, so neither
@@ -35,17 +41,26 @@ pub fn backend_client(config: &Config) -> Result<reqwest::Client, String> {
             _ => attempt.stop(),
         }
     });
-    base(config)?
-        .redirect(policy)
-        .build()
-        .map_err(|e| format!("cannot set up HTTP client: {e}"))
+    let mut b = base(extra_roots(config)?).redirect(policy);
+    if config.backend_url.as_ref().is_some_and(|u| u.scheme() == "http") {
+        // Plain http (loopback): no TLS will ever be used, so skip loading the system roots.
+        b = b.tls_built_in_root_certs(false);
+    }
+    b.build().map_err(|e| format!("cannot set up HTTP client: {e}"))
 }
 
-/// Identity-provider client: no redirects, bounded time.
-pub fn auth_client(config: &Config) -> Result<reqwest::Client, String> {
-    base(config)?
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| format!("cannot set up HTTP client: {e}"))
+/// Identity-provider client: no redirects, bounded time. Returned as a factory so that it
+/// is built (and the system roots loaded) only when the identity provider is contacted.
+pub fn auth_client_factory(config: &Config) -> Result<crate::auth::HttpFactory, crate::Error> {
+    let roots = extra_roots(config).map_err(crate::Error::Runtime)?;
+    Ok(Box::new(move || {
+        base(roots)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_else(|e| {
+                tracing::warn!("cannot set up the HTTP client for the identity provider: {e}");
+                reqwest::Client::new()
+            })
+    }))
 }

@@ -10,13 +10,12 @@ pub fn init(level: LogLevel) {
         LogLevel::Normal => LevelFilter::INFO,
         LogLevel::Debug => LevelFilter::DEBUG,
     };
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     // try_init: the JS API may run several proxies in one process; the first sets the level.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(filter)
         .with_target(false)
-        .with_ansi(ansi)
+        .with_ansi(false)
         .without_time()
         .try_init();
 }

@@ -89,7 +89,7 @@ export async function browserMain(scriptPath, argv, work) {
 }
 
 // --- tiny cookie jar (per host; path/expiry handling only as much as needed) ---------
-class CookieJar {
+export class CookieJar {
   #jars = new Map(); // host -> Map(name -> value)
 
   store(url, response) {
@@ -142,7 +142,7 @@ export async function getWithRetry(url, { timeoutMs = 10_000 } = {}) {
 }
 
 /** Extract `<form ... action="...">` and its hidden inputs from oidc-provider's pages. */
-function parseForm(html, baseUrl) {
+export function parseForm(html, baseUrl) {
   const form = /<form[^>]*action="([^"]+)"[^>]*>([\s\S]*?)<\/form>/i.exec(html);
   if (!form) return undefined;
   const fields = {};
@@ -154,7 +154,7 @@ function parseForm(html, baseUrl) {
   return { action: new URL(decodeEntities(form[1]), baseUrl).href, fields };
 }
 
-function decodeEntities(s) {
+export function decodeEntities(s) {
   return s.replace(/&amp;/g, '&').replace(/&quot;/g, '"').replace(/&#x2F;/gi, '/').replace(/&#39;/g, "'")
     .replace(/&lt;/g, '<').replace(/&gt;/g, '>');
 }

@@ -22,7 +22,7 @@ pub enum AuthError {
     PortInUse { port: u16 },
     #[error("cannot listen for the login callback on `{addr}`: {reason}")]
     Listen { addr: String, reason: String },
-    #[error("no browser login within {}s", .0.as_secs())]
+    #[error("no login within {}s", .0.as_secs())]
     TimedOut(Duration),
     #[error("the identity provider refused the login: `{error}`{}", describe_opt(.description))]
     Denied { error: String, description: Option<String> },
@@ -88,7 +88,7 @@ impl AuthError {
             AuthError::Discovery { .. } => "check `OIDC_ISSUER_URL`: it must be the issuer exactly as the provider states it (its `/.well-known/openid-configuration` must answer)".into(),
             AuthError::PortInUse { .. } => "stop what uses that port, or set `OIDC_REDIRECT_URL` to another port registered with your identity provider".into(),
             AuthError::Listen { .. } => "set `OIDC_REDIRECT_URL` to a loopback URL such as `http://localhost:8080/auth/callback`".into(),
-            AuthError::TimedOut(_) => "open the URL printed above in a browser and finish the login; raise `--auth-timeout` if your login takes longer".into(),
+            AuthError::TimedOut(_) => "finish the login at the URL printed above (in a browser, or with the code shown); raise `--auth-timeout` if your login takes longer".into(),
             AuthError::Denied { .. } => "log in again and approve the requested scopes, or ask your administrator for access".into(),
             AuthError::TokenRefused { .. } => "check `OIDC_CLIENT_ID`, `OIDC_CLIENT_SECRET` and that the redirect URL is registered with your identity provider".into(),
             AuthError::Network(_) => "check your network, proxy (`HTTPS_PROXY`) and CA settings (`--ca-file`)".into(),
@@ -112,11 +112,17 @@ struct Inner {
     force_login: bool,
 }
 
+/// Builds the identity provider's HTTP client.
+pub type HttpFactory = Box<dyn FnOnce() -> reqwest::Client + Send>;
+
 /// Gives valid access tokens: cache → refresh → login (browser, device code or client
 /// credentials), one process at a time.
 pub struct TokenManager {
     cfg: AuthConfig,
-    http: reqwest::Client,
+    /// The identity provider's HTTP client, built on first use: a warm start with a valid
+    /// cached token never needs it (nor the system certificate store it loads).
+    http: std::sync::OnceLock<reqwest::Client>,
+    make_http: std::sync::Mutex<Option<HttpFactory>>,
     cache: TokenCache,
     inner: tokio::sync::Mutex<Inner>,
     /// A copy of the current access token for callers that must not wait (shutdown).
@@ -127,11 +133,12 @@ pub struct TokenManager {
 
 impl TokenManager {
     /// `interactive`: whether a user login may be started when nothing else works.
-    pub fn new(cfg: AuthConfig, http: reqwest::Client, interactive: bool) -> Arc<Self> {
+    pub fn new(cfg: AuthConfig, make_http: HttpFactory, interactive: bool) -> Arc<Self> {
         let cache = TokenCache::new(&cfg);
         Arc::new(TokenManager {
             cfg,
-            http,
+            http: std::sync::OnceLock::new(),
+            make_http: std::sync::Mutex::new(Some(make_http)),
             cache,
             inner: tokio::sync::Mutex::new(Inner {
                 tokens: None,
@@ -148,6 +155,13 @@ impl TokenManager {
         })
     }
 
+    fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| match self.make_http.lock().unwrap().take() {
+            Some(make) => make(),
+            None => reqwest::Client::new(),
+        })
+    }
+
     pub fn cache(&self) -> &TokenCache {
         &self.cache
     }
@@ -157,7 +171,9 @@ impl TokenManager {
     }
 
     fn usable(inner: &Inner, t: &Tokens) -> bool {
-        t.is_fresh(now()) && inner.refused != Some(Tokens::fingerprint(&t.access_token)) && !inner.force_login
+        t.is_fresh(now())
+            && !inner.force_login
+            && inner.refused.is_none_or(|r| r != Tokens::fingerprint(&t.access_token))
     }
 
     fn set(&self, inner: &mut Inner, t: Tokens) {
@@ -168,6 +184,7 @@ impl TokenManager {
     fn load(&self, inner: &mut Inner) {
         if !inner.loaded {
             if let Some((t, d)) = self.cache.load_entry() {
+                *self.current.lock().unwrap() = Some(t.access_token.clone());
                 inner.tokens = Some(t);
                 inner.discovered = d;
             }
@@ -207,7 +224,7 @@ impl TokenManager {
             return Ok(());
         }
         let backend = self.cfg.backend.clone().expect("config: no issuer implies a backend");
-        let info = discovery::protected_resource(&self.http, &backend)
+        let info = discovery::protected_resource(self.http(), &backend)
             .await
             .map_err(|reason| crate::config::ConfigError::NoAuthorizationServer {
                 backend: backend.to_string(),
@@ -225,6 +242,14 @@ impl TokenManager {
 
     /// A valid access token. Requests that arrive during a login wait for it.
     pub async fn access_token(&self) -> Result<Secret<String>, AuthError> {
+        {
+            // The hot path (every request): a fresh token in memory, nothing copied but it.
+            let mut inner = self.inner.lock().await;
+            self.load(&mut inner);
+            if let Some(t) = inner.tokens.as_ref().filter(|t| Self::usable(&inner, t)) {
+                return Ok(t.access_token.clone());
+            }
+        }
         self.tokens().await.map(|t| t.access_token)
     }
 
@@ -279,6 +304,14 @@ impl TokenManager {
                 Err(e) => return Err(e),
             }
         }
+        let provider = if self.fresh_registration_needed(&inner, &provider) {
+            tracing::info!("the redirect URL or the grant changed since this proxy registered; registering again");
+            inner.discovered.registration = None;
+            *self.provider.lock().unwrap() = None;
+            self.provider(&mut inner).await?
+        } else {
+            provider
+        };
         let t = match self.obtain(&provider, &inner).await {
             // A registered client the server forgot: register again, once.
             Err(AuthError::TokenRefused { error, .. }) if error == "invalid_client" && self.cfg.client_id.is_none() => {
@@ -296,6 +329,25 @@ impl TokenManager {
         Ok(t)
     }
 
+    /// Before a login with a registered client: does the registration still fit (same
+    /// redirect URL, and the device grant when the device flow will be used)?
+    fn fresh_registration_needed(&self, inner: &Inner, p: &grant::Provider) -> bool {
+        let Some(reg) = inner
+            .discovered
+            .registration
+            .as_ref()
+            .filter(|_| self.cfg.client_id.is_none())
+        else {
+            return false;
+        };
+        let device_needed = match self.cfg.grant {
+            GrantKind::Device => true,
+            GrantKind::Auto => !browser::can_open() && p.supports_device_flow(),
+            GrantKind::ClientCredentials => false,
+        };
+        reg.redirect_uri != self.cfg.redirect_url.as_str() || (device_needed && !reg.device)
+    }
+
     /// A new token from the authorization server, by the configured grant.
     async fn obtain(&self, p: &grant::Provider, inner: &Inner) -> Result<Tokens, AuthError> {
         let mut scopes = p.scopes.clone();
@@ -305,14 +357,14 @@ impl TokenManager {
             }
         }
         match self.cfg.grant {
-            GrantKind::ClientCredentials => p.client_credentials(&self.http, &scopes).await,
+            GrantKind::ClientCredentials => p.client_credentials(self.http(), &scopes).await,
             _ if !self.interactive => Err(AuthError::LoginRequired),
-            GrantKind::Device => p.device_login(&self.http, &scopes).await,
+            GrantKind::Device => p.device_login(self.http(), &scopes).await,
             GrantKind::Auto if !browser::can_open() && p.supports_device_flow() => {
                 tracing::info!("no browser can be opened here; logging in with a device code instead");
-                p.device_login(&self.http, &scopes).await
+                p.device_login(self.http(), &scopes).await
             }
-            GrantKind::Auto => p.browser_login(&self.http, &scopes).await,
+            GrantKind::Auto => p.browser_login(self.http(), &scopes).await,
         }
     }
 
@@ -366,7 +418,7 @@ impl TokenManager {
             None => {
                 if inner.discovered.issuer.is_none() {
                     let backend = cfg.backend.clone().expect("config: no issuer implies a backend");
-                    let info = discovery::protected_resource(&self.http, &backend)
+                    let info = discovery::protected_resource(self.http(), &backend)
                         .await
                         .map_err(|reason| AuthError::Discovery {
                             issuer: backend.to_string(),
@@ -389,7 +441,7 @@ impl TokenManager {
         if cfg.no_resource {
             resource = None;
         }
-        let metadata = discovery::authorization_server(&self.http, &issuer).await?;
+        let metadata = discovery::authorization_server(self.http(), &issuer).await?;
         // Ask for an ID token too when the server is an OpenID provider.
         let oidc = metadata
             .scopes_supported()
@@ -401,12 +453,16 @@ impl TokenManager {
             Some(id) => (id.clone(), cfg.client_secret.clone()),
             None => {
                 let redirect = cfg.redirect_url.as_str().to_string();
+                // A cached registration is used as it is (its refresh token belongs to it);
+                // `fresh_registration_needed` decides before a login whether to register anew.
                 let reg = match inner.discovered.registration.clone() {
-                    Some(r) if r.redirect_uri == redirect => r,
-                    _ => {
-                        let r =
-                            registration::register(&self.http, &metadata, &redirect, cfg.grant == GrantKind::Device)
-                                .await?;
+                    Some(r) => r,
+                    None => {
+                        // Ask for the device grant too when the server has one: the proxy may
+                        // need it later (an SSH session, no display).
+                        let device = cfg.grant != GrantKind::ClientCredentials
+                            && metadata.additional_metadata().device_authorization_endpoint.is_some();
+                        let r = registration::register(self.http(), &metadata, &redirect, device).await?;
                         inner.discovered.registration = Some(r.clone());
                         r
                     }
@@ -432,7 +488,7 @@ impl TokenManager {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match provider.refresh(&self.http, rt).await {
+            match provider.refresh(self.http(), rt).await {
                 Err(AuthError::Network(e)) if attempt < 4 => {
                     tracing::warn!(
                         "refreshing the access token failed ({e}); retrying in {}s",

@@ -5,9 +5,6 @@
 use super::discovery::Metadata;
 use super::AuthError;
 use crate::secret::Secret;
-use openidconnect::core::{CoreApplicationType, CoreClientAuthMethod, CoreClientRegistrationRequest, CoreGrantType};
-use openidconnect::registration::EmptyAdditionalClientMetadata;
-use openidconnect::{ClientName, RedirectUrl};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -16,6 +13,9 @@ pub struct Registration {
     #[serde(default)]
     pub client_secret: Option<Secret<String>>,
     pub redirect_uri: String,
+    /// Registered with the device authorization grant.
+    #[serde(default)]
+    pub device: bool,
 }
 
 impl std::fmt::Debug for Registration {
@@ -27,6 +27,31 @@ impl std::fmt::Debug for Registration {
     }
 }
 
+#[derive(Serialize)]
+struct Request<'a> {
+    client_name: &'a str,
+    application_type: &'a str,
+    redirect_uris: [&'a str; 1],
+    grant_types: Vec<&'a str>,
+    response_types: [&'a str; 1],
+    token_endpoint_auth_method: &'a str,
+}
+
+#[derive(Deserialize)]
+struct Response {
+    client_id: String,
+    #[serde(default)]
+    client_secret: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+/// Register a public native client (a small JSON POST; no redirects followed).
 pub async fn register(
     http: &reqwest::Client,
     metadata: &Metadata,
@@ -41,33 +66,49 @@ pub async fn register(
                 "no client ID is configured and the authorization server offers no dynamic client registration".into(),
             ),
         })?;
-    let redirect_url = RedirectUrl::new(redirect.to_string()).map_err(|e| AuthError::Listen {
-        addr: redirect.into(),
-        reason: e.to_string(),
-    })?;
-    let mut grants = vec![CoreGrantType::AuthorizationCode, CoreGrantType::RefreshToken];
+    let mut grant_types = vec!["authorization_code", "refresh_token"];
     if device {
-        grants.push(CoreGrantType::DeviceCode);
+        grant_types.push("urn:ietf:params:oauth:grant-type:device_code");
     }
-    let request = CoreClientRegistrationRequest::new(vec![redirect_url], EmptyAdditionalClientMetadata::default())
-        .set_application_type(Some(CoreApplicationType::Native))
-        .set_client_name(Some(ClientName::new("authful-mcp-proxy".into()).into()))
-        .set_grant_types(Some(grants))
-        .set_token_endpoint_auth_method(Some(CoreClientAuthMethod::None));
-    let response = request.register_async(endpoint, http).await.map_err(|e| match e {
-        openidconnect::registration::ClientRegistrationError::ServerResponse(r) => AuthError::TokenRefused {
-            error: r.error().as_ref().to_string(),
-            description: r.error_description().cloned(),
-        },
-        other => AuthError::Network(format!("client registration failed: {other}")),
-    })?;
+    let request = Request {
+        client_name: "authful-mcp-proxy",
+        application_type: "native",
+        redirect_uris: [redirect],
+        grant_types,
+        response_types: ["code"],
+        token_endpoint_auth_method: "none",
+    };
+    let resp = http
+        .post(endpoint.url().clone())
+        .header(reqwest::header::ACCEPT, "application/json")
+        .json(&request)
+        .send()
+        .await
+        .map_err(|e| AuthError::Network(format!("client registration failed: {}", crate::bridge::describe(&e))))?;
+    let status = resp.status();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| AuthError::Network(crate::bridge::describe(&e)))?;
+    if !status.is_success() {
+        return Err(match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(e) => AuthError::TokenRefused {
+                error: e.error,
+                description: e.error_description,
+            },
+            Err(_) => AuthError::Network(format!("client registration answered HTTP {}", status.as_u16())),
+        });
+    }
+    let r: Response = serde_json::from_slice(&body)
+        .map_err(|e| AuthError::Network(format!("unexpected client registration answer: {e}")))?;
     tracing::info!(
         "registered this proxy with the authorization server as client `{}`",
-        response.client_id().as_str()
+        r.client_id
     );
     Ok(Registration {
-        client_id: response.client_id().as_str().to_string(),
-        client_secret: response.client_secret().map(|s| Secret::new(s.secret().clone())),
+        client_id: r.client_id,
+        client_secret: r.client_secret.map(Secret::new),
         redirect_uri: redirect.to_string(),
+        device,
     })
 }

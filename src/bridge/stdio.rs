@@ -113,7 +113,7 @@ fn finish(mut line: Vec<u8>, seen: usize, max: usize) -> Option<Input> {
 }
 
 enum OutMsg {
-    Line(String),
+    Line(bytes::Bytes),
     Flush(std::sync::mpsc::SyncSender<()>),
 }
 
@@ -139,7 +139,7 @@ impl Out {
                     while let Some(m) = next.take() {
                         match m {
                             OutMsg::Line(l) if !broken => {
-                                if w.write_all(l.as_bytes()).and_then(|_| w.write_all(b"\n")).is_err() {
+                                if w.write_all(&l).and_then(|_| w.write_all(b"\n")).is_err() {
                                     broken = true;
                                 }
                             }
@@ -170,18 +170,23 @@ impl Out {
 
     /// Write one JSON value as a compact line.
     pub fn value(&self, v: &serde_json::Value) {
-        if let Ok(s) = serde_json::to_string(v) {
-            let _ = self.tx.send(OutMsg::Line(s));
+        if let Ok(s) = serde_json::to_vec(v) {
+            let _ = self.tx.send(OutMsg::Line(s.into()));
         }
     }
 
-    /// Write JSON text that is already known to be valid. JSON strings cannot hold raw
-    /// newlines, so any CR/LF is whitespace between tokens and is dropped to keep one line.
-    pub fn json_text(&self, text: &str) {
-        let line = if text.bytes().any(|b| b == b'\n' || b == b'\r') {
-            text.chars().filter(|&c| c != '\n' && c != '\r').collect()
+    /// Write JSON text that is already known to be valid UTF-8 JSON, without copying it.
+    /// JSON strings cannot hold raw newlines, so any CR/LF is whitespace between tokens and
+    /// is dropped to keep one message per line.
+    pub fn json_text(&self, text: bytes::Bytes) {
+        let line = if memchr::memchr2(b'\n', b'\r', &text).is_some() {
+            text.iter()
+                .copied()
+                .filter(|&b| b != b'\n' && b != b'\r')
+                .collect::<Vec<u8>>()
+                .into()
         } else {
-            text.to_string()
+            text
         };
         let _ = self.tx.send(OutMsg::Line(line));
     }
@@ -240,9 +245,9 @@ mod tests {
     fn json_text_drops_line_breaks_between_tokens() {
         let (tx, rx) = std::sync::mpsc::channel();
         let out = Out { tx };
-        out.json_text("{\n  \"a\": \"x\\ny\"\r\n}");
+        out.json_text(bytes::Bytes::from_static(b"{\n  \"a\": \"x\\ny\"\r\n}"));
         match rx.recv().unwrap() {
-            OutMsg::Line(l) => assert_eq!(l, "{  \"a\": \"x\\ny\"}"),
+            OutMsg::Line(l) => assert_eq!(&l[..], b"{  \"a\": \"x\\ny\"}"),
             _ => panic!("expected a line"),
         }
     }

@@ -256,8 +256,8 @@ impl Streamable {
             );
             return self.conn.fail(msg, codes::BACKEND, &text);
         }
-        if let Ok(text) = std::str::from_utf8(&body) {
-            self.deliver(text, &mut waiting, is_init);
+        if std::str::from_utf8(&body).is_ok() {
+            self.deliver(body, &mut waiting, is_init);
         }
         if !waiting.done() {
             self.conn.fail_ids(
@@ -296,19 +296,19 @@ impl Streamable {
     }
 
     /// Write a server message (or batch) to the client, noting answers in `waiting`.
-    fn deliver(&self, text: &str, waiting: &mut Waiting, is_init: bool) {
-        let trimmed = text.trim_start();
-        if trimmed.starts_with('[') {
-            return match serde_json::from_str::<Vec<&serde_json::value::RawValue>>(trimmed) {
+    /// `text` must be valid UTF-8; it is written without a copy.
+    fn deliver(&self, text: Bytes, waiting: &mut Waiting, is_init: bool) {
+        if text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return match serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(&text) {
                 Ok(items) => {
                     for m in items {
-                        self.deliver(m.get(), waiting, is_init);
+                        self.deliver(text.slice_ref(m.get().as_bytes()), waiting, is_init);
                     }
                 }
                 Err(_) => tracing::warn!("dropped a message from the MCP server that is not valid JSON"),
             };
         }
-        let env: Envelope = match serde_json::from_str(text) {
+        let env: Envelope = match serde_json::from_slice(&text) {
             Ok(e) => e,
             Err(_) => {
                 tracing::warn!("dropped a message from the MCP server that is not valid JSON-RPC");
@@ -317,7 +317,7 @@ impl Streamable {
         };
         let ours = env.is_response() && env.id.as_ref().is_some_and(|id| waiting.note(id));
         if ours && is_init {
-            if let Ok(v) = serde_json::from_str::<Value>(text) {
+            if let Ok(v) = serde_json::from_slice::<Value>(&text) {
                 if let Some(ver) = v.pointer("/result/protocolVersion").and_then(Value::as_str) {
                     tracing::debug!("negotiated protocol version {ver}");
                     self.state.lock().unwrap().version = Some(ver.to_string());
@@ -348,7 +348,7 @@ impl Streamable {
             match next {
                 Some(Ok(ev)) => {
                     if let Some(data) = cursor.take(ev) {
-                        self.deliver(&data, waiting, is_init);
+                        self.deliver(Bytes::from(data), waiting, is_init);
                     }
                 }
                 Some(Err(e)) => {
@@ -627,7 +627,8 @@ async fn collect_reply(resp: Response, id: &Value) -> Result<Value, String> {
         }
         Err("the stream ended before the answer".into())
     } else {
-        let v: Value = resp.json().await.map_err(|e| describe(&e))?;
+        let body = resp.bytes().await.map_err(|e| describe(&e))?;
+        let v: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
         find(v).ok_or_else(|| "the reply did not answer the request".into())
     }
 }
