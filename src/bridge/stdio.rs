@@ -16,8 +16,16 @@ pub enum Input {
 }
 
 /// Clear O_NONBLOCK on fds 0 and 1: if anything in the Node process touched them, libuv left
-/// them non-blocking and blocking reads/writes would fail with EAGAIN.
+/// them non-blocking and blocking reads/writes would fail with EAGAIN. On Linux, also widen
+/// the pipes (when they are pipes) so a large message crosses in few wake-ups.
 pub fn make_blocking() {
+    #[cfg(target_os = "linux")]
+    for fd in [0, 1] {
+        // SAFETY: F_SETPIPE_SZ on our own descriptors; fails harmlessly when not a pipe.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
+        }
+    }
     #[cfg(unix)]
     for fd in [0, 1] {
         // SAFETY: fcntl on our own standard descriptors with valid commands.
