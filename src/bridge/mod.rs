@@ -12,6 +12,7 @@ use crate::auth::TokenManager;
 use crate::config::{Config, Transport};
 use crate::secret::Secret;
 use crate::shutdown::Shutdown;
+
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
@@ -328,7 +329,7 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
         ))),
     };
     let mut tasks = tokio::task::JoinSet::new();
-    loop {
+    'read: loop {
         let item = tokio::select! {
             _ = shutdown.wait() => break,
             item = input.recv() => item,
@@ -354,16 +355,24 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
         for msg in split(line, &out, keep_batches) {
             tracing::debug!("→ {}", msg.label());
             let is_init = msg.method.as_deref() == Some("initialize");
+            // Messages handled in line (initialize, which may wait for a login; notifications
+            // and responses, which keep their order) give way to a shutdown signal.
+            let stop = shutdown.clone();
             match &backend {
                 Backend::Streamable(s) if is_init => {
-                    // Handled in line: nothing else may go out before the session exists.
-                    if s.forward(&msg).await == streamable::Forwarded::Fallback {
+                    // Nothing else may go out before the session exists.
+                    let Some(outcome) = unless_stopped(stop, s.forward(&msg)).await else {
+                        break 'read;
+                    };
+                    if outcome == streamable::Forwarded::Fallback {
                         tracing::info!(
                             "the server does not speak Streamable HTTP; using the HTTP+SSE transport (MCP 2024-11-05)"
                         );
                         let l = Arc::new(legacy::Legacy::new(conn.clone()));
-                        l.forward(&msg).await;
-                        backend = Backend::Legacy(l);
+                        backend = Backend::Legacy(l.clone());
+                        if unless_stopped(shutdown.clone(), l.forward(&msg)).await.is_none() {
+                            break 'read;
+                        }
                     }
                 }
                 Backend::Streamable(s) if msg.is_request() => {
@@ -372,22 +381,46 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
                         s.forward(&msg).await;
                     });
                 }
-                // Notifications and responses keep their order: sent one after another.
                 Backend::Streamable(s) => {
-                    s.forward(&msg).await;
+                    if unless_stopped(stop, s.forward(&msg)).await.is_none() {
+                        break 'read;
+                    }
                 }
                 Backend::Legacy(l) if msg.is_request() && !is_init => {
                     let l = l.clone();
                     tasks.spawn(async move { l.forward(&msg).await });
                 }
-                Backend::Legacy(l) => l.forward(&msg).await,
+                Backend::Legacy(l) => {
+                    if unless_stopped(stop, l.forward(&msg)).await.is_none() {
+                        break 'read;
+                    }
+                }
             }
         }
         while tasks.try_join_next().is_some() {}
     }
+    // Requests still in flight get a moment to be answered (a script piping a few lines and
+    // closing stdin wants its answers); a shutdown signal or the grace period ends that.
+    if !shutdown.is_triggered() && !tasks.is_empty() {
+        let _ = unless_stopped(
+            shutdown.clone(),
+            tokio::time::timeout(std::time::Duration::from_secs(2), async {
+                while tasks.join_next().await.is_some() {}
+            }),
+        )
+        .await;
+    }
     tasks.abort_all();
     backend.close().await;
     out.flush().await;
+}
+
+/// Run `fut` unless shutdown is requested first (`None` then).
+async fn unless_stopped<F: std::future::Future>(mut shutdown: Shutdown, fut: F) -> Option<F::Output> {
+    tokio::select! {
+        _ = shutdown.wait() => None,
+        r = fut => Some(r),
+    }
 }
 
 /// One stdin line → the messages to forward. Batches are split (JSON-RPC batching was
