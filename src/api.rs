@@ -65,21 +65,32 @@ pub async fn status(argv: Vec<String>) -> Result<Value, Error> {
 pub async fn logout(argv: Vec<String>, all: bool) -> Result<Value, Error> {
     let config = config(&argv)?;
     if all {
-        let dir = config
-            .cache_dir
-            .clone()
-            .ok_or_else(|| Error::Runtime("no cache folder (no home directory)".into()))?;
-        let n = token_cache::remove_all(&dir)
-            .map_err(|e| Error::Runtime(format!("cannot clear `{}`: {e}", dir.display())))?;
+        let (_, n) = remove_all_logins(&config)?;
         return Ok(json!({ "removed": n }));
     }
-    let m = manager(&argv)?;
+    let removed = remove_login(&manager(&argv)?).await?;
+    Ok(json!({ "removed": usize::from(removed) }))
+}
+
+/// Remove every cached login in the configured cache folder: (folder, how many).
+pub fn remove_all_logins(config: &Config) -> Result<(std::path::PathBuf, usize), Error> {
+    let dir = config
+        .cache_dir
+        .clone()
+        .ok_or_else(|| Error::Runtime("no cache folder (no home directory)".into()))?;
+    let n =
+        token_cache::remove_all(&dir).map_err(|e| Error::Runtime(format!("cannot clear `{}`: {e}", dir.display())))?;
+    Ok((dir, n))
+}
+
+/// Remove one configuration's cached login, on disk and in memory. True if there was one.
+pub async fn remove_login(m: &std::sync::Arc<TokenManager>) -> Result<bool, Error> {
     let removed = m
         .cache()
         .remove()
         .map_err(|e| Error::Runtime(format!("cannot remove the cached login: {e}")))?;
     m.forget().await;
-    Ok(json!({ "removed": usize::from(removed) }))
+    Ok(removed)
 }
 
 /// The status object shared by `status --json` and the JS API.

@@ -48,7 +48,7 @@ async fn dispatch(argv: Vec<String>) -> Result<ExitCode, Error> {
             Ok(ExitCode::Ok)
         }
         Invocation::Status { config, json } => status(config, json).await,
-        Invocation::Logout { config, all } => logout(config, all),
+        Invocation::Logout { config, all } => logout(config, all).await,
     }
 }
 
@@ -171,22 +171,13 @@ async fn status(config: Config, json: bool) -> Result<ExitCode, Error> {
     })
 }
 
-fn logout(config: Config, all: bool) -> Result<ExitCode, Error> {
+async fn logout(config: Config, all: bool) -> Result<ExitCode, Error> {
     if all {
-        let dir = config
-            .cache_dir
-            .clone()
-            .ok_or_else(|| Error::Runtime("no cache folder (no home directory)".into()))?;
-        let n = token_cache::remove_all(&dir)
-            .map_err(|e| Error::Runtime(format!("cannot clear `{}`: {e}", dir.display())))?;
+        let (dir, n) = crate::api::remove_all_logins(&config)?;
         eprintln!("authful-mcp-proxy: removed {n} cached login(s) from {}", dir.display());
         return Ok(ExitCode::Ok);
     }
-    let tm = token_manager(&config, false)?;
-    let removed = tm
-        .cache()
-        .remove()
-        .map_err(|e| Error::Runtime(format!("cannot remove the cached login: {e}")))?;
+    let removed = crate::api::remove_login(&token_manager(&config, false)?).await?;
     eprintln!(
         "authful-mcp-proxy: {}",
         if removed {

@@ -82,6 +82,11 @@ impl Provider {
     }
 
     fn client(&self, redirect: &str) -> Result<Client, AuthError> {
+        self.client_with(redirect, self.use_post.load(Ordering::Relaxed))
+    }
+
+    /// A client for `redirect`; `post`: the client secret goes in the request body.
+    fn client_with(&self, redirect: &str, post: bool) -> Result<Client, AuthError> {
         let secret = self
             .client_secret
             .as_ref()
@@ -92,7 +97,7 @@ impl Provider {
                     addr: redirect.into(),
                     reason: e.to_string(),
                 })?);
-        if self.use_post.load(Ordering::Relaxed) {
+        if post {
             client = client.set_auth_type(AuthType::RequestBody);
         }
         Ok(client)
@@ -100,19 +105,19 @@ impl Provider {
 
     /// Run a token request; a confidential client refused with `invalid_client` under HTTP
     /// Basic is retried once with the secret in the body (some providers take only that).
-    async fn with_auth_fallback<F, Fut>(&self, f: F) -> Result<CoreTokenResponse, AuthError>
+    async fn with_auth_fallback<F, Fut>(&self, redirect: &str, f: F) -> Result<CoreTokenResponse, AuthError>
     where
-        F: Fn(bool) -> Fut,
+        F: Fn(Client) -> Fut,
         Fut: std::future::Future<Output = Result<CoreTokenResponse, AuthError>>,
     {
         let first_post = self.use_post.load(Ordering::Relaxed);
-        match f(first_post).await {
+        match f(self.client_with(redirect, first_post)?).await {
             Err(AuthError::TokenRefused { error, .. })
                 if error == "invalid_client" && !first_post && self.client_secret.is_some() =>
             {
                 tracing::debug!("HTTP Basic client authentication refused; sending the secret in the body");
                 self.use_post.store(true, Ordering::Relaxed);
-                f(true).await
+                f(self.client_with(redirect, true)?).await
             }
             other => other,
         }
@@ -158,16 +163,10 @@ impl Provider {
         let code = listener.wait(state.secret(), self.issuer(), cfg.auth_timeout).await?;
         let verifier = Secret::new(verifier.secret().clone());
         let response = self
-            .with_auth_fallback(|post| {
-                let client = if post {
-                    self.client(&redirect).map(|c| c.set_auth_type(AuthType::RequestBody))
-                } else {
-                    self.client(&redirect)
-                };
+            .with_auth_fallback(&redirect, |client| {
                 let code = code.expose().clone();
                 let verifier = verifier.expose().clone();
                 async move {
-                    let client = client?;
                     let mut req = client
                         .exchange_code(AuthorizationCode::new(code))
                         .map_err(|e| AuthError::Network(e.to_string()))?
@@ -269,24 +268,16 @@ impl Provider {
     /// Client credentials: tokens for the client itself; "refresh" is asking again.
     pub async fn client_credentials(&self, http: &reqwest::Client, scopes: &[String]) -> Result<Tokens, AuthError> {
         let response = self
-            .with_auth_fallback(|post| {
-                let client = if post {
-                    self.client("http://localhost/")
-                        .map(|c| c.set_auth_type(AuthType::RequestBody))
-                } else {
-                    self.client("http://localhost/")
-                };
-                async move {
-                    let client = client?;
-                    let mut req = client
-                        .exchange_client_credentials()
-                        .map_err(|e| AuthError::Network(e.to_string()))?
-                        .add_scopes(scopes.iter().filter(|s| *s != "openid").map(|s| Scope::new(s.clone())));
-                    if let Some(r) = self.resource() {
-                        req = req.add_extra_param("resource", r.to_string());
-                    }
-                    req.request_async(http).await.map_err(token_error)
+            // The client credentials grant does not use the redirect URI.
+            .with_auth_fallback("http://localhost/", |client| async move {
+                let mut req = client
+                    .exchange_client_credentials()
+                    .map_err(|e| AuthError::Network(e.to_string()))?
+                    .add_scopes(scopes.iter().filter(|s| *s != "openid").map(|s| Scope::new(s.clone())));
+                if let Some(r) = self.resource() {
+                    req = req.add_extra_param("resource", r.to_string());
                 }
+                req.request_async(http).await.map_err(token_error)
             })
             .await?;
         let mut t = to_tokens(&response);
@@ -296,17 +287,10 @@ impl Provider {
 
     pub async fn refresh(&self, http: &reqwest::Client, rt: &Secret<String>) -> Result<Tokens, AuthError> {
         let response = self
-            .with_auth_fallback(|post| {
-                // The refresh grant does not use the redirect URI.
-                let client = if post {
-                    self.client("http://localhost/")
-                        .map(|c| c.set_auth_type(AuthType::RequestBody))
-                } else {
-                    self.client("http://localhost/")
-                };
+            // The refresh grant does not use the redirect URI.
+            .with_auth_fallback("http://localhost/", |client| {
                 let rt = rt.expose().clone();
                 async move {
-                    let client = client?;
                     let rt = RefreshToken::new(rt);
                     let mut req = client
                         .exchange_refresh_token(&rt)
