@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 'use strict'
-// The npx launcher: argv in, exit code out. It never touches process.stdin/stdout (not even
-// .isTTY): Rust owns fd 0/1, and Node would make them non-blocking (EAGAIN in Rust).
+// The npx launcher: argv in, exit code out. It never touches Node's stdin or stdout streams
+// (not even .isTTY): Rust owns fd 0/1, and Node would make them non-blocking (EAGAIN in Rust).
 let api
 try {
   api = require('./index.js')
