@@ -12,22 +12,18 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import {
-  startRig, tmpHome, freePort, browserEnv, readBrowserLog, killStrayBrowsers, waitFor,
-} from './helpers/rig.mjs';
+import { killStrayBrowsers, waitFor } from './helpers/rig.mjs';
 import { chromiumAvailable, CHROMIUM_PATH } from './helpers/chromium.mjs';
+import {
+  AUTH_ERROR, CLI, setup as baseSetup, connectProxy, whoami, spawnRaw, runCli, waitPastExpiry, within, sleep, freePort,
+} from './helpers/proxy.mjs';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = join(ROOT, 'cli.js');
 const T = { timeout: 60_000 };
-const AUTH_ERROR = -32001;
 
 const scratch = mkdtempSync(join(tmpdir(), 'authful-auth-test-'));
 const pidFile = join(scratch, 'browsers.pids'); // this file's own workers only
@@ -36,197 +32,12 @@ after(async () => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Reject after `ms` with a message naming `what`. */
-function within(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms); }),
-  ]).finally(() => clearTimeout(timer));
-}
-
 // ---- per-test setup ------------------------------------------------------------------------
 
-/**
- * A rig (IdP + backend), a temp HOME, a cache dir (not created: the proxy must create it),
- * a free callback port and a browser log; everything is torn down after the test.
- * @param {import('node:test').TestContext} t
- * @param {object} [opts]  startRig options, plus:
- * @param {string} [opts.action='login']  BROWSER_ACTION
- * @param {boolean} [opts.chromium=false]
- * @param {string} [opts.host='127.0.0.1']  callback host
- * @param {string} [opts.clientId='demo-client']
- * @param {string} [opts.clientSecret]
- */
-async function setup(t, opts = {}) {
-  const { action = 'login', chromium = false, host = '127.0.0.1', clientId = 'demo-client', clientSecret, ...rigOpts } = opts;
-  const rig = await startRig(rigOpts);
-  const home = await tmpHome('authful-auth-home-');
-  const port = await freePort();
-  const cacheDir = join(home.dir, 'cache');
-  const browserLog = join(home.dir, 'browser.log');
-  const redirectUrl = `http://${host}:${port}/auth/callback`;
-  const env = {
-    PATH: process.env.PATH,
-    ...(process.env.TMPDIR && { TMPDIR: process.env.TMPDIR }),
-    ...home.env,
-    OIDC_ISSUER_URL: rig.issuer,
-    OIDC_CLIENT_ID: clientId,
-    ...(clientSecret && { OIDC_CLIENT_SECRET: clientSecret }),
-    OIDC_REDIRECT_URL: redirectUrl,
-    MCP_PROXY_CACHE_DIR: cacheDir,
-    ...browserEnv({ action, log: browserLog, pidFile, chromium }),
-  };
-  const closers = [];
-  const ctx = {
-    rig, home, port, cacheDir, browserLog, redirectUrl, env,
-    /** Register something to close after the test (LIFO). */
-    defer(fn) { closers.push(fn); },
-    browserEvents: () => readBrowserLog(browserLog),
-    async opened() { return (await readBrowserLog(browserLog)).filter((e) => e.event === 'opened'); },
-    /** Cache files (`*_tokens.json`) in the cache dir. */
-    cacheFiles() {
-      if (!existsSync(cacheDir)) return [];
-      return readdirSync(cacheDir).filter((n) => n.endsWith('_tokens.json')).map((n) => join(cacheDir, n));
-    },
-    /** The single cache entry (parsed) and its path. */
-    readCache() {
-      const files = ctx.cacheFiles();
-      assert.equal(files.length, 1, `exactly one cache file expected, found ${files.length}`);
-      return { path: files[0], entry: JSON.parse(readFileSync(files[0], 'utf8')) };
-    },
-  };
-  t.after(async () => {
-    for (const fn of closers.reverse()) {
-      try { await fn(); } catch { /* best effort */ }
-    }
-    await killStrayBrowsers(pidFile);
-    await rig.close();
-    await home.cleanup();
-  });
-  return ctx;
-}
-
-/**
- * Start `node cli.js --no-banner [args] <backend>` under the SDK Client (initialize
- * included). Returns { client, transport, stderr() }; closed after the test.
- */
-async function connectProxy(ctx, { args = [], env = {}, timeoutMs = 30_000 } = {}) {
-  const transport = new StdioClientTransport({
-    command: process.execPath,
-    args: [CLI, '--no-banner', ...args, ctx.rig.backendUrl],
-    env: mergeEnv(ctx.env, env),
-    stderr: 'pipe',
-  });
-  let stderr = '';
-  transport.stderr?.on('data', (d) => { stderr += d; });
-  const client = new Client({ name: 'auth-test', version: '1.0.0' });
-  ctx.defer(() => within(client.close(), 10_000, 'client.close'));
-  try {
-    await within(client.connect(transport, { timeout: timeoutMs }), timeoutMs + 2000, 'initialize through the proxy');
-  } catch (err) {
-    err.message += `\n--- proxy stderr ---\n${stderr}`;
-    throw err;
-  }
-  return { client, transport, stderr: () => stderr };
-}
-
-/** tools/call whoami → parsed claims. */
-async function whoami(client, timeoutMs = 30_000) {
-  const r = await client.callTool({ name: 'whoami', arguments: {} }, undefined, { timeout: timeoutMs });
-  return JSON.parse(r.content[0].text);
-}
-
-/**
- * The proxy on raw stdio (for exit codes and error replies the SDK would hide).
- * `request(method, params)` resolves with the whole JSON-RPC reply.
- */
-function spawnRaw(ctx, { args = [], env = {} } = {}) {
-  const child = spawn(process.execPath, [CLI, '--no-banner', ...args, ctx.rig.backendUrl], {
-    env: mergeEnv(ctx.env, env),
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  let buf = '';
-  let nextId = 1;
-  const messages = [];
-  const waiters = [];
-  child.stderr.on('data', (d) => { stderr += d; });
-  child.stdout.on('data', (d) => {
-    buf += d;
-    let nl;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl).trim();
-      buf = buf.slice(nl + 1);
-      if (!line) continue;
-      const msg = JSON.parse(line);
-      messages.push(msg);
-      for (const w of [...waiters]) {
-        if (w.id === msg.id) { waiters.splice(waiters.indexOf(w), 1); w.resolve(msg); }
-      }
-    }
-  });
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-  child.stdin.on('error', () => {}); // EPIPE after exit
-  const raw = {
-    child,
-    messages,
-    exited,
-    stderr: () => stderr,
-    send(obj) { child.stdin.write(`${JSON.stringify(obj)}\n`); },
-    request(method, params, timeoutMs = 30_000) {
-      const id = nextId++;
-      const p = new Promise((resolve) => waiters.push({ id, resolve }));
-      raw.send({ jsonrpc: '2.0', id, method, params });
-      return within(p, timeoutMs, `reply to ${method} (stderr: ${stderr})`);
-    },
-    initialize(timeoutMs) {
-      return raw.request('initialize', {
-        protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' },
-      }, timeoutMs);
-    },
-    /** End stdin and wait for the exit (SIGKILL after timeoutMs). */
-    async close(timeoutMs = 10_000) {
-      child.stdin.end();
-      try {
-        return await within(exited, timeoutMs, 'proxy exit after stdin EOF');
-      } catch (err) {
-        child.kill('SIGKILL');
-        throw err;
-      }
-    },
-  };
-  ctx.defer(async () => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
-  return raw;
-}
-
-/** ctx.env merged with `env`; an `undefined` value removes the variable. */
-function mergeEnv(base, env) {
-  const out = { ...base, ...env };
-  for (const [k, v] of Object.entries(out)) if (v === undefined) delete out[k];
-  return out;
-}
-
-/** Run a subcommand to completion: { code, signal, stdout, stderr }. */
-function runCli(ctx, args, { env = {}, timeoutMs = 30_000 } = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: mergeEnv(ctx.env, env), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`\`${args.join(' ')}\` did not finish within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, timeoutMs);
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
+/** helpers/proxy.mjs's setup with this file's pid file, temp HOME prefix and client name. */
+const setup = (t, opts = {}) => baseSetup(t, {
+  pidFile, homePrefix: 'authful-auth-home-', clientName: 'auth-test', ...opts,
+});
 
 /** Every secret a stream must never show: tokens from the cache, codes from the browser log. */
 async function secretsOf(ctx) {
@@ -255,16 +66,6 @@ function assertNoSecrets(text, secrets, where) {
 }
 
 const mode = (p) => statSync(p).mode & 0o777;
-
-/** Wait until the access token in the cache (and so the one the proxy holds) has expired. */
-async function waitPastExpiry(ctx, slackMs = 1200) {
-  const { entry } = ctx.readCache();
-  const exp = entry.tokens.expires_at;
-  assert.ok(Number.isFinite(exp), 'the cache records expires_at');
-  const waitMs = exp * 1000 - Date.now() + slackMs;
-  assert.ok(waitMs < 15_000, `token lifetime too long for the test (${waitMs} ms)`);
-  if (waitMs > 0) await sleep(waitMs);
-}
 
 // ---- tests ---------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { startBackend } from '../examples/backend.mjs';
 import { freePort, waitFor } from './helpers/rig.mjs';
+import { within, rawProxy as rawDriver } from './helpers/stdio.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const CLI = join(here, '..', 'cli.js');
@@ -26,15 +27,6 @@ const AUTH_HEADER = `Authorization: Bearer ${TOKEN}`;
 const T = { timeout: 30_000 };
 
 // ---- helpers -------------------------------------------------------------------------
-
-/** Reject if `p` does not settle within `ms`. */
-function within(ms, p, what = 'operation') {
-  let timer;
-  return Promise.race([
-    p,
-    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms); }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 /** A clean child environment: nothing from the parent that configures the proxy. */
 function childEnv(extra = {}) {
@@ -46,6 +38,9 @@ function childEnv(extra = {}) {
 }
 
 const proxyArgs = (url, extra = []) => [CLI, '--header', AUTH_HEADER, '--no-banner', ...extra, url];
+
+/** The raw stdio driver (helpers/stdio.mjs) on `node <args>` with childEnv(env). */
+const rawProxy = (args, { env = {} } = {}) => rawDriver(args, { env: childEnv(env) });
 
 const httpLog = (backend) => backend.log.filter((e) => e.kind === 'http');
 const initializes = (backend) => httpLog(backend).filter((e) => e.method === 'POST' && e.rpcMethods.includes('initialize'));
@@ -85,7 +80,7 @@ async function sdkSession(backendUrl, { args = [], env = {}, capabilities = {}, 
   client.onerror = (err) => protocolErrors.push(err);
   onClient?.(client);
   try {
-    await within(15_000, client.connect(transport), 'connect');
+    await within(client.connect(transport), 15_000, 'connect');
   } catch (err) {
     await client.close().catch(() => {});
     throw new Error(`${err.message}\nproxy stderr:\n${stderr}`);
@@ -100,93 +95,8 @@ async function sdkSession(backendUrl, { args = [], env = {}, capabilities = {}, 
     assertClean() {
       assert.deepEqual(transportErrors.map((e) => e.message), [], `transport errors; stderr:\n${stderr}`);
     },
-    async close() { await within(8_000, client.close(), 'client.close').catch(() => {}); },
+    async close() { await within(client.close(), 8_000, 'client.close').catch(() => {}); },
   };
-}
-
-/**
- * A raw driver: spawn cli.js, write lines to its stdin, read its stdout lines. Every line is
- * JSON.parsed and checked for jsonrpc === '2.0'; failures are kept in `bad`.
- */
-function rawProxy(args, { env = {} } = {}) {
-  const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'], env: childEnv(env) });
-  const messages = [];
-  const bad = [];
-  const waiters = new Set();
-  let stderr = '';
-  let buf = '';
-  let nextId = 1;
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (d) => { stderr += d; });
-  child.stdout.setEncoding('utf8');
-  child.stdout.on('data', (chunk) => {
-    buf += chunk;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      let msg;
-      try {
-        msg = JSON.parse(line);
-      } catch {
-        bad.push(line);
-        continue;
-      }
-      if (msg === null || typeof msg !== 'object' || Array.isArray(msg) || msg.jsonrpc !== '2.0') {
-        bad.push(line);
-        continue;
-      }
-      messages.push(msg);
-      for (const w of waiters) if (w.pred(msg)) { waiters.delete(w); w.resolve(msg); }
-    }
-  });
-  child.stdin.on('error', () => {}); // EPIPE after exit is not what the tests look at
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() })));
-
-  const api = {
-    child,
-    messages,
-    bad,
-    exited,
-    stderr: () => stderr,
-    /** Write one line (objects are JSON-encoded). */
-    send(m) { child.stdin.write(`${typeof m === 'string' ? m : JSON.stringify(m)}\n`); },
-    /** The first message (already seen or future) matching `pred`. */
-    next(pred, ms = 10_000, what = 'a message') {
-      const seen = messages.find(pred);
-      if (seen) return Promise.resolve(seen);
-      let w;
-      const p = new Promise((resolve) => { w = { pred, resolve }; waiters.add(w); });
-      return within(ms, p, `waiting for ${what} (stderr: ${stderr.slice(-2000)})`).finally(() => waiters.delete(w));
-    },
-    async request(method, params, ms = 10_000) {
-      const id = nextId++;
-      api.send({ jsonrpc: '2.0', id, method, ...(params ? { params } : {}) });
-      return api.next((m) => m.id === id && ('result' in m || 'error' in m), ms, `the answer to ${method} (id ${id})`);
-    },
-    async initialize(protocolVersion = '2025-06-18') {
-      const r = await api.request('initialize', {
-        protocolVersion,
-        capabilities: {},
-        clientInfo: { name: 'raw-driver', version: '1.0.0' },
-      }, 15_000);
-      assert.ok(r.result, `initialize failed: ${JSON.stringify(r)}`);
-      api.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
-      return r.result;
-    },
-    assertClean() { assert.deepEqual(bad, [], 'every stdout line is a JSON-RPC message'); },
-    /** End stdin, wait for exit; kill if it hangs. */
-    async close() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.stdin.end();
-      const done = await Promise.race([exited, new Promise((r) => setTimeout(() => r(null), 4_000))]);
-      if (!done) {
-        child.kill('SIGKILL');
-        await exited;
-      }
-    },
-  };
-  return api;
 }
 
 /** Run cli.js to completion (for usage errors): { code, stdout, stderr }. */
@@ -197,7 +107,7 @@ async function runCli(args, { env = {}, ms = 10_000 } = {}) {
   child.stdout.on('data', (d) => { stdout += d; });
   child.stderr.on('data', (d) => { stderr += d; });
   try {
-    const [code] = await within(ms, once(child, 'exit'), `cli ${args.join(' ')}`);
+    const [code] = await within(once(child, 'exit'), ms, `cli ${args.join(' ')}`);
     return { code, stdout, stderr };
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
@@ -241,7 +151,7 @@ for (const mode of ['sse', 'json']) {
         const slow = s.client.callTool({ name: 'slow', arguments: { ms: 1_500 } }).then((r) => { order.push('slow'); return r; });
         const fast = s.client.callTool({ name: 'echo', arguments: { text: 'fast' } }).then((r) => { order.push('echo'); return r; });
         const big = s.client.callTool({ name: 'big', arguments: { bytes: 2 * 1024 * 1024 } }).then((r) => { order.push('big'); return r; });
-        const [rs, rf, rb] = await within(10_000, Promise.all([slow, fast, big]), 'three concurrent calls');
+        const [rs, rf, rb] = await within(Promise.all([slow, fast, big]), 10_000, 'three concurrent calls');
         assert.equal(textOf(rs), 'slept 1500ms');
         assert.equal(textOf(rf), 'fast');
         assert.equal(textOf(rb), 'x'.repeat(2 * 1024 * 1024));
@@ -351,7 +261,7 @@ for (const mode of ['sse', 'json']) {
         const sid = initializes(backend).at(-1).sessionId;
         await waitFor(() => httpLog(backend).some((e) => e.sessionId === sid && e.tool === 'slow'), { timeoutMs: 5_000, what: 'the slow call to reach the backend' });
         ac.abort('test aborts');
-        await assert.rejects(within(3_000, call, 'the aborted call'));
+        await assert.rejects(within(call, 3_000, 'the aborted call'));
         const entry = await waitFor(() => backend.log.find((e) => e.kind === 'tool' && e.tool === 'slow' && e.sessionId === sid), { timeoutMs: 5_000, what: 'the backend to finish the slow tool' });
         assert.equal(entry.cancelled, true, `backend saw no cancellation: ${JSON.stringify(entry)}`);
         assert.ok(entry.elapsedMs < 6_000);
@@ -371,7 +281,7 @@ for (const mode of ['sse', 'json']) {
         const oldSid = initializes(backend).at(-1).sessionId;
         assert.equal(textOf(await s.client.callTool({ name: 'echo', arguments: { text: 'one' } })), 'one');
         await backend.restart();
-        assert.equal(textOf(await within(10_000, s.client.callTool({ name: 'echo', arguments: { text: 'two' } }), 'call after restart')), 'two');
+        assert.equal(textOf(await within(s.client.callTool({ name: 'echo', arguments: { text: 'two' } }), 10_000, 'call after restart')), 'two');
         const inits = initializes(backend);
         assert.ok(inits.length >= initsBefore + 1, 'the backend saw a second initialize');
         const newSid = inits.at(-1).sessionId;
@@ -566,7 +476,7 @@ describe('stdio framing and lifecycle', () => {
   test('with MCP 2025-03-26 a batch goes to the server as one POST, every member answered', T, async () => {
     const p = rawProxy(proxyArgs(backend.url));
     try {
-      const init = await p.initialize('2025-03-26');
+      const init = await p.initialize({ protocolVersion: '2025-03-26' });
       assert.equal(init.protocolVersion, '2025-03-26');
       p.send([
         { jsonrpc: '2.0', id: 'k1', method: 'tools/call', params: { name: 'echo', arguments: { text: 'one' } } },
@@ -613,7 +523,7 @@ describe('stdio framing and lifecycle', () => {
       assert.ok(sid);
       const t0 = Date.now();
       p.child.stdin.end();
-      const { code, signal, at } = await within(5_000, p.exited, 'exit after EOF');
+      const { code, signal, at } = await within(p.exited, 5_000, 'exit after EOF');
       assert.equal(signal, null);
       assert.equal(code, 0, p.stderr());
       assert.ok(at - t0 < 3_000, `exit took ${at - t0} ms`);
@@ -634,7 +544,7 @@ describe('stdio framing and lifecycle', () => {
       const sid = initializes(backend).at(-1).sessionId;
       const t0 = Date.now();
       p.child.kill('SIGTERM');
-      const { code, signal, at } = await within(5_000, p.exited, 'exit after SIGTERM');
+      const { code, signal, at } = await within(p.exited, 5_000, 'exit after SIGTERM');
       assert.equal(signal, null, 'exited by itself, not killed by the signal');
       assert.equal(code, 0, p.stderr());
       assert.ok(at - t0 < 3_000, `exit took ${at - t0} ms`);
@@ -742,7 +652,7 @@ describe('usage errors', () => {
     const p = rawProxy([CLI, '--header', AUTH_HEADER, '--no-banner', '--allow-http', 'http://192.0.2.1:9/mcp']);
     try {
       p.child.stdin.end();
-      const { code } = await within(5_000, p.exited, 'exit after EOF');
+      const { code } = await within(p.exited, 5_000, 'exit after EOF');
       assert.equal(code, 0, p.stderr());
     } finally {
       await p.close();

@@ -20,9 +20,9 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { startBackend } from '../examples/backend.mjs';
-import {
-  startRig, tmpHome, freePort, browserEnv, readBrowserLog, killStrayBrowsers, waitFor,
-} from './helpers/rig.mjs';
+import { freePort, browserEnv, killStrayBrowsers, waitFor } from './helpers/rig.mjs';
+import { sleep, within, rawProxy as rawDriver } from './helpers/stdio.mjs';
+import { setup } from './helpers/proxy.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(ROOT, 'cli.js');
@@ -41,17 +41,6 @@ after(async () => {
   await killStrayBrowsers(pidFile);
   rmSync(scratch, { recursive: true, force: true });
 });
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Reject if `p` does not settle within `ms`. */
-function within(ms, p, what = 'operation') {
-  let timer;
-  return Promise.race([
-    p,
-    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms); }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 /** A clean child environment: PATH, TMPDIR and what the test passes; nothing else. */
 function childEnv(extra = {}) {
@@ -78,98 +67,15 @@ function rssKb(pid) {
 }
 
 /**
- * A raw stdio driver: spawn `node cli.js ...args`, write JSON lines, read JSON lines. Lines
- * that are not JSON-RPC objects are kept in `bad`. `onMessage` sees every message.
+ * The raw stdio driver (helpers/stdio.mjs) on `node cli.js ...args` with childEnv(env);
+ * the pid is in `strayPids` until the process exits. Bad stdout lines are kept up to 300
+ * characters (the load tests push large payloads).
  */
 function rawProxy(args, { env = {}, uid, gid, cwd } = {}) {
-  const child = spawn(process.execPath, [CLI, ...args], {
-    stdio: ['pipe', 'pipe', 'pipe'], env: childEnv(env), ...(uid !== undefined && { uid, gid }), cwd,
+  return rawDriver([CLI, ...args], {
+    env: childEnv(env), uid, gid, cwd, pids: strayPids,
+    clientInfo: { name: 'reliability-test', version: '1.0.0' }, badLineChars: 300,
   });
-  strayPids.add(child.pid);
-  const messages = [];
-  const bad = [];
-  const waiters = new Set();
-  let stderr = '';
-  let buf = '';
-  let nextId = 1;
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (d) => { stderr += d; });
-  child.stdout.setEncoding('utf8');
-  child.stdout.on('data', (chunk) => {
-    buf += chunk;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      let msg;
-      try {
-        msg = JSON.parse(line);
-      } catch {
-        bad.push(line.slice(0, 300));
-        continue;
-      }
-      if (msg === null || typeof msg !== 'object' || Array.isArray(msg) || msg.jsonrpc !== '2.0') {
-        bad.push(line.slice(0, 300));
-        continue;
-      }
-      messages.push(msg);
-      for (const w of waiters) if (w.pred(msg)) { waiters.delete(w); w.resolve(msg); }
-    }
-  });
-  child.stdin.on('error', () => {}); // EPIPE after exit is not what the tests look at
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => {
-    strayPids.delete(child.pid);
-    resolve({ code, signal, at: Date.now() });
-  }));
-
-  const api = {
-    child,
-    pid: child.pid,
-    messages,
-    bad,
-    exited,
-    stderr: () => stderr,
-    send(m) { child.stdin.write(`${typeof m === 'string' ? m : JSON.stringify(m)}\n`); },
-    next(pred, ms = 10_000, what = 'a message') {
-      const seen = messages.find(pred);
-      if (seen) return Promise.resolve(seen);
-      let w;
-      const p = new Promise((resolve) => { w = { pred, resolve }; waiters.add(w); });
-      return within(ms, p, `waiting for ${what} (stderr: ${stderr.slice(-1500)})`).finally(() => waiters.delete(w));
-    },
-    /** Send a request with a fresh numeric id; resolves with its answer. */
-    request(method, params, ms = 10_000) {
-      const id = nextId++;
-      api.send({ jsonrpc: '2.0', id, method, ...(params ? { params } : {}) });
-      return api.next((m) => m.id === id && ('result' in m || 'error' in m), ms, `the answer to ${method} (id ${id})`);
-    },
-    call(name, args = {}, ms = 10_000) { return api.request('tools/call', { name, arguments: args }, ms); },
-    async initialize(ms = 15_000) {
-      const r = await api.request('initialize', {
-        protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'reliability-test', version: '1.0.0' },
-      }, ms);
-      assert.ok(r.result, `initialize failed: ${JSON.stringify(r)}\nstderr:\n${stderr}`);
-      api.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
-      return r.result;
-    },
-    assertClean() { assert.deepEqual(bad, [], 'every stdout line is a JSON-RPC message'); },
-    /** End stdin, wait for exit; SIGKILL if it hangs. */
-    async close() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.stdin.end();
-      const done = await Promise.race([exited, sleep(4_000).then(() => null)]);
-      if (!done) {
-        child.kill('SIGKILL');
-        await exited;
-      }
-    },
-    async kill() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGKILL');
-      await exited;
-    },
-  };
-  return api;
 }
 
 const staticArgs = (url, extra = []) => ['--header', AUTH_HEADER, '--no-banner', ...extra, url];
@@ -215,7 +121,7 @@ async function pipeline(p, total, inFlight, make, { check, progress, ms = 60_000
   p.child.stdout.on('data', onData);
   try {
     for (let k = 0; k < Math.min(inFlight, total); k += 1) sendOne();
-    await within(ms, all, `${total} pipelined requests (${done} answered)`);
+    await within(all, ms, `${total} pipelined requests (${done} answered)`);
     await sleep(200); // let any duplicate answer arrive
     onData();
   } finally {
@@ -283,47 +189,18 @@ function miniMcp(tools) {
 // ---- login setup (IdP + backend + headless browser) ----------------------------------------
 
 /**
- * A rig, a temp HOME with a cache dir, a free callback port and a browser log; all torn
- * down after the test. `env` is ready for the proxy.
+ * helpers/proxy.mjs's setup (a rig, a temp HOME with a cache dir, a free callback port and a
+ * browser log; all torn down after the test; `env` is ready for the proxy), plus `proxy()`.
  */
 async function loginSetup(t, opts = {}) {
-  const { action = 'login', host = '127.0.0.1', clientId = 'demo-client', clientSecret, ...rigOpts } = opts;
-  const rig = await startRig(rigOpts);
-  const home = await tmpHome('authful-rel-home-');
-  const port = await freePort();
-  const cacheDir = join(home.dir, 'cache');
-  const browserLog = join(home.dir, 'browser.log');
-  const redirectUrl = `http://${host}:${port}/auth/callback`;
-  const env = {
-    ...home.env,
-    OIDC_ISSUER_URL: rig.issuer,
-    OIDC_CLIENT_ID: clientId,
-    OIDC_CLIENT_SECRET: clientSecret,
-    OIDC_REDIRECT_URL: redirectUrl,
-    MCP_PROXY_CACHE_DIR: cacheDir,
-    ...browserEnv({ action, log: browserLog, pidFile }),
+  const ctx = await setup(t, { pidFile, homePrefix: 'authful-rel-home-', ...opts });
+  /** A raw proxy for the rig's backend, killed after the test. */
+  ctx.proxy = (args = [], extraEnv = {}, spawnOpts = {}) => {
+    const p = rawProxy(['--no-banner', ...args, ctx.rig.backendUrl], { env: { ...ctx.env, ...extraEnv }, ...spawnOpts });
+    ctx.defer(() => p.kill());
+    return p;
   };
-  const procs = [];
-  t.after(async () => {
-    for (const p of procs) await p.kill().catch(() => {});
-    await killStrayBrowsers(pidFile);
-    await rig.close();
-    await home.cleanup();
-  });
-  return {
-    rig, home, port, cacheDir, browserLog, redirectUrl, env,
-    /** A raw proxy for the rig's backend, killed after the test. */
-    proxy(args = [], extraEnv = {}, spawnOpts = {}) {
-      const p = rawProxy(['--no-banner', ...args, rig.backendUrl], { env: { ...env, ...extraEnv }, ...spawnOpts });
-      procs.push(p);
-      return p;
-    },
-    cacheFiles() {
-      if (!existsSync(cacheDir)) return [];
-      return readdirSync(cacheDir).filter((n) => n.endsWith('_tokens.json')).map((n) => join(cacheDir, n));
-    },
-    browserEvents: () => readBrowserLog(browserLog),
-  };
+  return ctx;
 }
 
 // =============================================================================================
@@ -344,7 +221,7 @@ describe('faults', () => {
       strayPids.add(c.pid);
       let out = '';
       c.stdout.on('data', (d) => { out += d; });
-      await within(10_000, waitFor(() => out.includes('ready'), { timeoutMs: 10_000, what: 'backend child' }), 'backend child start');
+      await within(waitFor(() => out.includes('ready'), { timeoutMs: 10_000, what: 'backend child' }), 10_000, 'backend child start');
       return c;
     };
     t.after(() => { for (const c of children) { try { c.kill('SIGKILL'); } catch { /* gone */ } } });
@@ -422,7 +299,7 @@ describe('faults', () => {
   test('IdP down when a refresh is due: a clear JSON-RPC error, no crash; recovery without restart when it is back', { timeout: 90_000 }, async (t) => {
     const ctx = await loginSetup(t, { accessTokenTtl: 3 });
     const p = ctx.proxy();
-    await p.initialize(30_000);
+    await p.initialize({ ms: 30_000 });
     const who = await p.call('whoami', {}, 15_000);
     assert.equal(JSON.parse(textOf(who.result)).sub, 'alice');
     assert.equal(ctx.rig.idp.stats.codeExchanges, 1);
@@ -456,7 +333,7 @@ describe('faults', () => {
     const file = join(ctx.home.dir, 'file.txt');
     writeFileSync(file, 'not a folder\n');
     const p = ctx.proxy(['--cache-dir', join(file, 'sub')]);
-    await p.initialize(30_000);
+    await p.initialize({ ms: 30_000 });
     for (let i = 0; i < 3; i += 1) {
       const r = await p.call('whoami', {}, 15_000);
       assert.equal(JSON.parse(textOf(r.result)).sub, 'alice', JSON.stringify(r));
@@ -478,7 +355,7 @@ describe('faults', () => {
     const env = { ...ctx.env, HOME: undefined, USERPROFILE: undefined, XDG_CACHE_HOME: undefined, XDG_CONFIG_HOME: undefined, XDG_DATA_HOME: undefined, MCP_PROXY_CACHE_DIR: undefined };
     const p = rawProxy(['--no-banner', ctx.rig.backendUrl], { env, uid, gid: uid, cwd: ctx.home.dir });
     t.after(() => p.kill());
-    await p.initialize(30_000);
+    await p.initialize({ ms: 30_000 });
     const r = await p.call('whoami', {}, 15_000);
     assert.equal(JSON.parse(textOf(r.result)).sub, 'alice', JSON.stringify(r));
     assert.equal(textOf((await p.call('echo', { text: 'again' })).result), 'again');
@@ -543,7 +420,7 @@ describe('faults', () => {
         setTimeout(() => { try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ } }, Math.max(0, delay - (Date.now() - started)));
       }
       p.send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'x', version: '1' } } });
-      await within(30_000, p.exited, `kill #${i} (${how})`);
+      await within(p.exited, 30_000, `kill #${i} (${how})`);
       watcher?.close();
       const r = checkDir(`kill #${i} (${how})`);
       lastHadEntry = r.entry;
@@ -555,7 +432,7 @@ describe('faults', () => {
     // fresh login; a leftover temp file is never used.
     const exchanges = ctx.rig.idp.stats.codeExchanges;
     const last = ctx.proxy();
-    await last.initialize(30_000);
+    await last.initialize({ ms: 30_000 });
     const r = await last.call('whoami', {}, 15_000);
     assert.equal(JSON.parse(textOf(r.result)).sub, 'alice');
     assert.equal(ctx.rig.idp.stats.codeExchanges, exchanges + (lastHadEntry ? 0 : 1), 'the cached entry was used if and only if one was complete');
@@ -576,7 +453,7 @@ describe('faults', () => {
     const logB = join(ctx.home.dir, 'browser-b.log');
     const b = ctx.proxy(['--auth-timeout', '20'], browserEnv({ action: 'login', log: logB, pidFile }));
     const t0 = Date.now();
-    await b.initialize(15_000);
+    await b.initialize({ ms: 15_000 });
     assert.ok(Date.now() - t0 < 12_000, `the second proxy was not held up by a stale lock (${Date.now() - t0} ms)`);
     const r = await b.call('whoami', {}, 15_000);
     assert.equal(JSON.parse(textOf(r.result)).sub, 'alice');
@@ -601,7 +478,7 @@ describe('faults', () => {
         await sleep(200);
         p.child.stdin.destroy();
         p.child.stdout.destroy(); // the reader is gone too
-        const { signal } = await within(6_000, p.exited, 'the proxy to exit');
+        const { signal } = await within(p.exited, 6_000, 'the proxy to exit');
         assert.equal(signal, null, 'it exited by itself');
         await waitFor(() => backend.log.some((e) => e.method === 'DELETE' && e.sessionId === sid), { timeoutMs: 3_000, what: 'the DELETE' });
       } finally {
@@ -630,7 +507,7 @@ describe('faults', () => {
       mid.stdout.on('data', (d) => { out += d; });
       let proxyPid;
       try {
-        proxyPid = Number(await within(15_000, waitFor(() => /pid (\d+)/.exec(out)?.[1], { timeoutMs: 15_000, what: 'the middleman' }), 'middleman'));
+        proxyPid = Number(await within(waitFor(() => /pid (\d+)/.exec(out)?.[1], { timeoutMs: 15_000, what: 'the middleman' }), 15_000, 'middleman'));
         strayPids.add(proxyPid);
         const sid = sidOf();
         assert.ok(sid);
@@ -744,7 +621,7 @@ describe('secrets', () => {
     const cmdlines = [];
     const snapCmdline = () => { try { cmdlines.push(readFileSync(`/proc/${p.pid}/cmdline`, 'utf8')); } catch { /* exited */ } };
     snapCmdline();
-    await p.initialize(30_000);
+    await p.initialize({ ms: 30_000 });
     snapCmdline();
     const first = await p.call('whoami', {}, 15_000);
     assert.equal(JSON.parse(textOf(first.result)).client_id, clientId);

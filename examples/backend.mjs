@@ -17,6 +17,7 @@
 // Run directly: `node examples/backend.mjs` (BACKEND_PORT, OIDC_ISSUER_URL, BACKEND_MODE).
 
 import http from 'node:http';
+import https from 'node:https';
 import { randomUUID } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
@@ -82,6 +83,9 @@ const text = (t) => ({ content: [{ type: 'text', text: t }] });
  *                                              lacks the scope gets HTTP 403 with
  *                                              `WWW-Authenticate: Bearer error="insufficient_scope",
  *                                              scope="<scope>"` before the MCP transport sees it.
+ * @param {{key: string|Buffer, cert: string|Buffer}} [opts.tls]  serve HTTPS with this key and
+ *                                              certificate (PEM) instead of plain HTTP; `url`
+ *                                              and `origin` then start with `https://`
  * @param {boolean} [opts.protectedResourceMetadata=true]  false: serve no RFC 9728 metadata
  *                                              (404) and name none in the 401 challenge, like a
  *                                              server that names no authorization server
@@ -99,6 +103,7 @@ export async function startBackend(opts = {}) {
     rejectValidTokens = 0,
     requireScopes = {},
     protectedResourceMetadata = true,
+    tls,
   } = opts;
   if (!['sse', 'json', 'legacy'].includes(mode)) throw new Error(`unknown mode ${mode}`);
 
@@ -109,19 +114,22 @@ export async function startBackend(opts = {}) {
   if (rejectValidTokens > 0) rejectRules.push({ left: rejectValidTokens, match: () => true });
   const sessions = new Map(); // sessionId -> { transport, server, kind }
   const cutTargets = new Map(); // `${sessionId}|${rpcId}` -> http.ServerResponse (cut_stream)
-  const httpServer = http.createServer((req, res) => {
+  const onRequest = (req, res) => {
     handle(req, res).catch((err) => {
       console.error('[backend] handler error', err);
       if (!res.headersSent) sendJson(res, 500, rpcError(-32603, 'Internal error'));
       else res.destroy();
     });
-  });
+  };
+  const httpServer = tls
+    ? https.createServer({ key: tls.key, cert: tls.cert }, onRequest)
+    : http.createServer(onRequest);
   await new Promise((resolve, reject) => {
     httpServer.once('error', reject);
     httpServer.listen(port, '127.0.0.1', resolve);
   });
   const actualPort = httpServer.address().port;
-  const origin = `http://127.0.0.1:${actualPort}`;
+  const origin = `${tls ? 'https' : 'http'}://127.0.0.1:${actualPort}`;
   const url = `${origin}${path}`;
   const audience = opts.audience ?? url;
   const resourceMetadataUrl = `${origin}/.well-known/oauth-protected-resource${path}`;

@@ -82,7 +82,7 @@ fn expiry(t: &token_cache::Tokens) -> String {
 async fn proxy(config: Config) -> Result<ExitCode, Error> {
     crate::log::init(config.log);
     let url = config.backend_url.clone().expect("validated: proxy needs a backend");
-    let http = crate::http::backend_client(&config).map_err(Error::Runtime)?;
+    let http = crate::http::backend_client(&config)?;
     let auth = match &config.auth {
         Some(_) => Some(token_manager(&config, true)?),
         None => None,

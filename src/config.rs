@@ -80,7 +80,11 @@ pub struct Config {
     pub headers: Vec<(String, Secret<String>)>,
     pub transport: Transport,
     pub allow_http: bool,
+    /// `--ca-file` / `MCP_PROXY_CA_FILE`: must be readable PEM.
     pub ca_files: Vec<PathBuf>,
+    /// `SSL_CERT_FILE` / `NODE_EXTRA_CA_CERTS`, often set machine-wide: used when readable,
+    /// skipped with a warning otherwise (as Node does).
+    pub env_ca_files: Vec<PathBuf>,
     pub max_message_bytes: usize,
     pub log: LogLevel,
     pub banner: bool,
@@ -113,6 +117,8 @@ pub enum ConfigError {
     BadAuthorizeParam(String),
     #[error("`--client-credentials` needs a client ID and a client secret")]
     ClientCredentialsNeedSecret,
+    #[error("CA file `{path}`: {reason}")]
+    BadCaFile { path: String, reason: String },
     #[error("the MCP server at `{backend}` names no authorization server: {reason}")]
     NoAuthorizationServer { backend: String, reason: String },
 }
@@ -149,6 +155,9 @@ impl ConfigError {
             ConfigError::HeaderVarUnset { .. } => "set the variable in the `env` block of your MCP client config".into(),
             ConfigError::BadAuthorizeParam(_) => "write `--authorize-param audience=https://api.example.com`; `scope`, `state`, `redirect_uri` and the like are set by the login itself".into(),
             ConfigError::ClientCredentialsNeedSecret => "set `OIDC_CLIENT_ID` and `OIDC_CLIENT_SECRET`".into(),
+            ConfigError::BadCaFile { .. } => {
+                "point `--ca-file` (or `MCP_PROXY_CA_FILE`) at a PEM file with your organisation's CA certificates".into()
+            }
             ConfigError::NoAuthorizationServer { .. } => "set `OIDC_ISSUER_URL` (or `--oidc-issuer-url`) and `OIDC_CLIENT_ID` (or `--oidc-client-id`) to your identity provider's values".into(),
         })
     }
@@ -325,10 +334,11 @@ impl Config {
             })
         };
 
-        let mut ca_files: Vec<PathBuf> = o.ca_file.into_iter().filter(|p| !p.as_os_str().is_empty()).collect();
+        let ca_files: Vec<PathBuf> = o.ca_file.into_iter().filter(|p| !p.as_os_str().is_empty()).collect();
+        let mut env_ca_files = Vec::new();
         for var in ["SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS"] {
             if let Some(p) = std::env::var_os(var).filter(|v| !v.is_empty()) {
-                ca_files.push(PathBuf::from(p));
+                env_ca_files.push(PathBuf::from(p));
             }
         }
         let log = if o.silent {
@@ -345,6 +355,7 @@ impl Config {
             transport: o.transport,
             allow_http,
             ca_files,
+            env_ca_files,
             max_message_bytes: o.max_message_bytes.max(1024),
             log,
             banner: !o.no_banner && !o.silent,

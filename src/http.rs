@@ -3,18 +3,38 @@
 //! redirects: following them opens an OAuth client to SSRF and token leaks). Both honour
 //! HTTPS_PROXY/HTTP_PROXY/NO_PROXY and trust the OS roots plus any extra CA files.
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
+use crate::Error;
+use std::path::Path;
 use std::time::Duration;
 
 pub const USER_AGENT: &str = concat!("authful-mcp-proxy/", env!("CARGO_PKG_VERSION"));
 
-fn extra_roots(config: &Config) -> Result<Vec<reqwest::Certificate>, String> {
+fn read_pem(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("not PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("it holds no PEM certificate".into());
+    }
+    Ok(certs)
+}
+
+/// The extra CA certificates: those given explicitly must load; those from the environment
+/// are skipped with a warning when they don't.
+fn extra_roots(config: &Config) -> Result<Vec<reqwest::Certificate>, Error> {
     let mut roots = Vec::new();
     for path in &config.ca_files {
-        let pem = std::fs::read(path).map_err(|e| format!("cannot read CA file `{}`: {e}", path.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("CA file `{}` is not PEM: {e}", path.display()))?;
+        let certs = read_pem(path).map_err(|reason| ConfigError::BadCaFile {
+            path: path.display().to_string(),
+            reason,
+        })?;
         roots.extend(certs);
+    }
+    for path in &config.env_ca_files {
+        match read_pem(path) {
+            Ok(certs) => roots.extend(certs),
+            Err(reason) => tracing::warn!("ignoring extra CA certificates in `{}`: {reason}", path.display()),
+        }
     }
     Ok(roots)
 }
@@ -33,7 +53,7 @@ fn base(roots: Vec<reqwest::Certificate>) -> reqwest::ClientBuilder {
 
 /// Backend client. Redirects are followed only within the backend's own origin, so neither
 /// the bearer token nor a static header is ever sent to another host.
-pub fn backend_client(config: &Config) -> Result<reqwest::Client, String> {
+pub fn backend_client(config: &Config) -> Result<reqwest::Client, Error> {
     let policy = reqwest::redirect::Policy::custom(|attempt| {
         let first = attempt.previous().first().cloned();
         match first {
@@ -46,13 +66,14 @@ pub fn backend_client(config: &Config) -> Result<reqwest::Client, String> {
         // Plain http (loopback): no TLS will ever be used, so skip loading the system roots.
         b = b.tls_built_in_root_certs(false);
     }
-    b.build().map_err(|e| format!("cannot set up HTTP client: {e}"))
+    b.build()
+        .map_err(|e| Error::Runtime(format!("cannot set up HTTP client: {e}")))
 }
 
 /// Identity-provider client: no redirects, bounded time. Returned as a factory so that it
 /// is built (and the system roots loaded) only when the identity provider is contacted.
 pub fn auth_client_factory(config: &Config) -> Result<crate::auth::HttpFactory, crate::Error> {
-    let roots = extra_roots(config).map_err(crate::Error::Runtime)?;
+    let roots = extra_roots(config)?;
     Ok(Box::new(move || {
         base(roots)
             .redirect(reqwest::redirect::Policy::none())

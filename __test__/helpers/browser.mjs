@@ -141,6 +141,26 @@ export async function getWithRetry(url, { timeoutMs = 10_000 } = {}) {
   }
 }
 
+/**
+ * One hop of a hand-driven browser: `req` ({url, method, body}) with the jar's cookies and no
+ * automatic redirects; the reply's cookies go into the jar. A 3xx with a Location gives
+ * { redirect: {url, method: 'GET'} } (body drained); anything else { res, html }.
+ */
+export async function fetchHop(jar, req, signal) {
+  const headers = { accept: 'text/html' };
+  const cookie = jar.header(req.url);
+  if (cookie) headers.cookie = cookie;
+  if (req.body) headers['content-type'] = 'application/x-www-form-urlencoded';
+  const res = await fetch(req.url, { method: req.method, headers, body: req.body, redirect: 'manual', signal });
+  jar.store(req.url, res);
+  const location = res.headers.get('location');
+  if (res.status >= 300 && res.status < 400 && location) {
+    await res.arrayBuffer();
+    return { redirect: { url: new URL(location, req.url).href, method: 'GET' } };
+  }
+  return { res, html: await res.text() };
+}
+
 /** Extract `<form ... action="...">` and its hidden inputs from oidc-provider's pages. */
 export function parseForm(html, baseUrl) {
   const form = /<form[^>]*action="([^"]+)"[^>]*>([\s\S]*?)<\/form>/i.exec(html);
@@ -200,21 +220,12 @@ export async function completeLogin(url, opts = {}) {
       callbackUrl = next.url;
       break;
     }
-    const headers = { accept: 'text/html' };
-    const cookie = jar.header(next.url);
-    if (cookie) headers.cookie = cookie;
-    if (next.body) headers['content-type'] = 'application/x-www-form-urlencoded';
-    const res = await fetch(next.url, {
-      method: next.method, headers, body: next.body, redirect: 'manual', signal: AbortSignal.timeout(10_000),
-    });
-    jar.store(next.url, res);
-    const location = res.headers.get('location');
-    if (res.status >= 300 && res.status < 400 && location) {
-      await res.arrayBuffer();
-      next = { url: new URL(location, next.url).href, method: 'GET' };
+    const hop = await fetchHop(jar, next, AbortSignal.timeout(10_000));
+    if (hop.redirect) {
+      next = hop.redirect;
       continue;
     }
-    const html = await res.text();
+    const { res, html } = hop;
     if (res.status !== 200) {
       throw new Error(`unexpected ${res.status} from ${next.url}: ${html.slice(0, 300)}`);
     }

@@ -13,7 +13,7 @@
 //   POST /device confirm=yes  → redirects to /interaction/<uid>: login form, consent form
 //   ...                       → /device/resume/... → "Sign-in Success" page
 
-import { CookieJar, parseForm } from './browser.mjs';
+import { CookieJar, fetchHop, parseForm } from './browser.mjs';
 
 /**
  * Find the device login prompt the proxy printed on stderr:
@@ -48,19 +48,12 @@ export async function completeDeviceLogin(url, userCode, opts = {}) {
   let next = { url, method: 'GET', body: undefined };
 
   for (let hop = 0; hop < 30; hop += 1) {
-    const headers = { accept: 'text/html' };
-    const cookie = jar.header(next.url);
-    if (cookie) headers.cookie = cookie;
-    if (next.body) headers['content-type'] = 'application/x-www-form-urlencoded';
-    const res = await fetch(next.url, { method: next.method, headers, body: next.body, redirect: 'manual', signal });
-    jar.store(next.url, res);
-    const location = res.headers.get('location');
-    if (res.status >= 300 && res.status < 400 && location) {
-      await res.arrayBuffer();
-      next = { url: new URL(location, next.url).href, method: 'GET' };
+    const hop = await fetchHop(jar, next, signal);
+    if (hop.redirect) {
+      next = hop.redirect;
       continue;
     }
-    const html = await res.text();
+    const { res, html } = hop;
     const title = /<title>([^<]*)<\/title>/i.exec(html)?.[1]?.trim() ?? '';
     pages.push(title);
     if (/Sign-in Success/i.test(title)) return { outcome: 'success', pages };

@@ -1,7 +1,8 @@
 // Running `node cli.js` against a rig in tests: per-test setup (IdP + backend, temp HOME,
 // cache dir, callback port, headless $BROWSER), the proxy under the SDK Client or on raw
-// stdio, and subcommands. Modelled on auth.test.mjs's helpers, with the OIDC_* variables
-// made optional (discovery, registration, device and client-credentials tests).
+// stdio, and subcommands. Used by auth.test.mjs and grants.test.mjs (setup also by
+// reliability.test.mjs); the OIDC_* variables are optional (discovery, registration, device
+// and client-credentials tests).
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -11,21 +12,11 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { startRig, tmpHome, freePort, browserEnv, readBrowserLog, killStrayBrowsers } from './rig.mjs';
+import { sleep, within } from './stdio.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(ROOT, 'cli.js');
 export const AUTH_ERROR = -32001;
-
-export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Reject after `ms` with a message naming `what`. */
-export function within(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms); }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 /** `base` merged with `env`; an `undefined` value removes the variable. */
 export function mergeEnv(base, env) {
@@ -35,9 +26,10 @@ export function mergeEnv(base, env) {
 }
 
 /**
- * A rig, a temp HOME, a cache dir, a free callback port and a browser log, torn down after
- * the test. The child environment is built from scratch (PATH, TMPDIR, HOME...), so no
- * DISPLAY, SSH_* or OIDC_* variable of the test runner leaks in.
+ * A rig, a temp HOME, a cache dir (not created: the proxy must create it), a free callback
+ * port and a browser log, torn down after the test. The child environment is built from
+ * scratch (PATH, TMPDIR, HOME...), so no DISPLAY, SSH_* or OIDC_* variable of the test
+ * runner leaks in.
  * @param {import('node:test').TestContext} t
  * @param {object} opts  startRig options, plus:
  * @param {string} opts.pidFile            where browser workers are recorded (killed after)
@@ -46,17 +38,22 @@ export function mergeEnv(base, env) {
  * @param {string} [opts.clientSecret]
  * @param {boolean} [opts.redirectEnv=true]  set OIDC_REDIRECT_URL (else pass `ctx.redirectArgs`)
  * @param {string} [opts.action='login']   BROWSER_ACTION
+ * @param {boolean} [opts.chromium=false]  real Chromium as $BROWSER
+ * @param {string} [opts.host='127.0.0.1']  callback host
+ * @param {string} [opts.homePrefix='authful-grants-home-']  temp HOME name prefix
+ * @param {string} [opts.clientName='grants-test']  the SDK Client's name (startProxy)
  */
 export async function setup(t, opts) {
   const {
-    pidFile, issuer = true, clientId = 'demo-client', clientSecret, redirectEnv = true, action = 'login', ...rigOpts
+    pidFile, issuer = true, clientId = 'demo-client', clientSecret, redirectEnv = true, action = 'login',
+    chromium = false, host = '127.0.0.1', homePrefix = 'authful-grants-home-', clientName = 'grants-test', ...rigOpts
   } = opts;
   const rig = await startRig(rigOpts);
-  const home = await tmpHome('authful-grants-home-');
+  const home = await tmpHome(homePrefix);
   const port = await freePort();
   const cacheDir = join(home.dir, 'cache');
   const browserLog = join(home.dir, 'browser.log');
-  const redirectUrl = `http://127.0.0.1:${port}/auth/callback`;
+  const redirectUrl = `http://${host}:${port}/auth/callback`;
   const env = {
     PATH: process.env.PATH,
     ...(process.env.TMPDIR && { TMPDIR: process.env.TMPDIR }),
@@ -66,19 +63,22 @@ export async function setup(t, opts) {
     ...(clientSecret && { OIDC_CLIENT_SECRET: clientSecret }),
     ...(redirectEnv && { OIDC_REDIRECT_URL: redirectUrl }),
     MCP_PROXY_CACHE_DIR: cacheDir,
-    ...browserEnv({ action, log: browserLog, pidFile }),
+    ...browserEnv({ action, log: browserLog, pidFile, chromium }),
   };
   const closers = [];
   const ctx = {
-    rig, home, port, cacheDir, browserLog, redirectUrl, env, pidFile,
+    rig, home, port, cacheDir, browserLog, redirectUrl, env, pidFile, clientName,
     redirectArgs: ['--oidc-redirect-url', redirectUrl],
+    /** Register something to close after the test (LIFO). */
     defer(fn) { closers.push(fn); },
     browserEvents: () => readBrowserLog(browserLog),
     async opened() { return (await readBrowserLog(browserLog)).filter((e) => e.event === 'opened'); },
+    /** Cache files (`*_tokens.json`) in the cache dir. */
     cacheFiles() {
       if (!existsSync(cacheDir)) return [];
       return readdirSync(cacheDir).filter((n) => n.endsWith('_tokens.json')).map((n) => join(cacheDir, n));
     },
+    /** The single cache entry (parsed) and its path. */
     readCache() {
       const files = ctx.cacheFiles();
       assert.equal(files.length, 1, `exactly one cache file expected, found ${files.length}`);
@@ -109,7 +109,7 @@ export function startProxy(ctx, { args = [], env = {}, timeoutMs = 30_000, backe
   });
   let stderr = '';
   transport.stderr?.on('data', (d) => { stderr += d; });
-  const client = new Client({ name: 'grants-test', version: '1.0.0' });
+  const client = new Client({ name: ctx.clientName, version: '1.0.0' });
   ctx.defer(() => within(client.close(), 10_000, 'client.close'));
   const connected = within(client.connect(transport, { timeout: timeoutMs }), timeoutMs + 2000, 'initialize through the proxy')
     .catch((err) => {
@@ -120,14 +120,17 @@ export function startProxy(ctx, { args = [], env = {}, timeoutMs = 30_000, backe
   return { client, transport, connected, stderr: () => stderr };
 }
 
-/** startProxy + wait for initialize. */
+/** startProxy + wait for initialize. Returns { client, transport, connected, stderr() }. */
 export async function connectProxy(ctx, opts = {}) {
   const p = startProxy(ctx, opts);
   await p.connected;
   return p;
 }
 
-/** tools/call `name` → parsed JSON text (whoami and the step-up tools answer JSON). */
+/**
+ * tools/call `name` → parsed JSON text (whoami and the step-up tools answer JSON); a tool
+ * error result (isError) throws with its content.
+ */
 export async function callJson(client, name, timeoutMs = 30_000) {
   const r = await client.callTool({ name, arguments: {} }, undefined, { timeout: timeoutMs });
   if (r.isError) throw new Error(`${name} failed: ${JSON.stringify(r.content)}`);
@@ -167,7 +170,7 @@ export function spawnRaw(ctx, { args = [], env = {}, backendUrl = ctx.rig.backen
     }
   });
   const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-  child.stdin.on('error', () => {});
+  child.stdin.on('error', () => {}); // EPIPE after exit
   const raw = {
     child,
     messages,
@@ -185,6 +188,7 @@ export function spawnRaw(ctx, { args = [], env = {}, backendUrl = ctx.rig.backen
         protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' },
       }, timeoutMs);
     },
+    /** End stdin and wait for the exit (SIGKILL after timeoutMs). */
     async close(timeoutMs = 10_000) {
       child.stdin.end();
       try {
@@ -200,13 +204,14 @@ export function spawnRaw(ctx, { args = [], env = {}, backendUrl = ctx.rig.backen
 }
 
 /**
- * Run `node cli.js args` to completion: { code, signal, stdout, stderr }. stdin stays open
- * (a proxy that waits for stdin instead of failing fast hangs and is killed after timeoutMs).
+ * Run `node cli.js args` to completion: { code, signal, stdout, stderr }. By default stdin
+ * stays open (a proxy that waits for stdin instead of failing fast hangs and is killed after
+ * timeoutMs); `stdin: 'ignore'` gives it /dev/null instead.
  */
-export function runCli(ctx, args, { env = {}, timeoutMs = 30_000 } = {}) {
+export function runCli(ctx, args, { env = {}, timeoutMs = 30_000, stdin = 'pipe' } = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: mergeEnv(ctx.env, env), stdio: ['pipe', 'pipe', 'pipe'] });
-    child.stdin.on('error', () => {});
+    const child = spawn(process.execPath, [CLI, ...args], { env: mergeEnv(ctx.env, env), stdio: [stdin, 'pipe', 'pipe'] });
+    child.stdin?.on('error', () => {});
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => { stdout += d; });
@@ -232,4 +237,4 @@ export async function waitPastExpiry(ctx, slackMs = 1200) {
   if (waitMs > 0) await sleep(waitMs);
 }
 
-export { freePort };
+export { freePort, sleep, within };

@@ -64,7 +64,7 @@ export async function tmpHome(prefix = 'authful-home-') {
       XDG_CONFIG_HOME: join(dir, '.config'),
       XDG_DATA_HOME: join(dir, '.local', 'share'),
     },
-    cleanup: () => rm(dir, { recursive: true, force: true }),
+    cleanup: () => rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 }),
   };
 }
 

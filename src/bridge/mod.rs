@@ -269,7 +269,7 @@ impl Conn {
             tracing::warn!("could not deliver {}: {text}", msg.label());
         }
         for id in ids {
-            tracing::debug!("answering {} (id {id}) with error {code}: {text}", msg.label());
+            tracing::debug!("answering id {id} with error {code}: {text}");
             self.out.error(Some(id), code, text);
         }
     }
@@ -329,10 +329,15 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
         ))),
     };
     let mut tasks = tokio::task::JoinSet::new();
+    // Lines read while an in-line forward was awaited, in order.
+    let mut backlog = std::collections::VecDeque::new();
     'read: loop {
-        let item = tokio::select! {
-            _ = shutdown.wait() => break,
-            item = input.recv() => item,
+        let item = match backlog.pop_front() {
+            Some(item) => Some(item),
+            None => tokio::select! {
+                _ = shutdown.wait() => break,
+                item = input.recv() => item,
+            },
         };
         let line = match item {
             None | Some(Input::Eof) => {
@@ -356,12 +361,13 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
             tracing::debug!("→ {}", msg.label());
             let is_init = msg.method.as_deref() == Some("initialize");
             // Messages handled in line (initialize, which may wait for a login; notifications
-            // and responses, which keep their order) give way to a shutdown signal.
+            // and responses, which keep their order) give way to a shutdown signal, and to
+            // stdin ending (after a grace period), while the lines that arrive are kept.
             let stop = shutdown.clone();
             match &backend {
                 Backend::Streamable(s) if is_init => {
                     // Nothing else may go out before the session exists.
-                    let Some(outcome) = unless_stopped(stop, s.forward(&msg)).await else {
+                    let Some(outcome) = in_line(s.forward(&msg), stop, &mut input, &mut backlog).await else {
                         break 'read;
                     };
                     if outcome == streamable::Forwarded::Fallback {
@@ -370,7 +376,10 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
                         );
                         let l = Arc::new(legacy::Legacy::new(conn.clone()));
                         backend = Backend::Legacy(l.clone());
-                        if unless_stopped(shutdown.clone(), l.forward(&msg)).await.is_none() {
+                        if in_line(l.forward(&msg), shutdown.clone(), &mut input, &mut backlog)
+                            .await
+                            .is_none()
+                        {
                             break 'read;
                         }
                     }
@@ -382,7 +391,7 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
                     });
                 }
                 Backend::Streamable(s) => {
-                    if unless_stopped(stop, s.forward(&msg)).await.is_none() {
+                    if in_line(s.forward(&msg), stop, &mut input, &mut backlog).await.is_none() {
                         break 'read;
                     }
                 }
@@ -391,7 +400,7 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
                     tasks.spawn(async move { l.forward(&msg).await });
                 }
                 Backend::Legacy(l) => {
-                    if unless_stopped(stop, l.forward(&msg)).await.is_none() {
+                    if in_line(l.forward(&msg), stop, &mut input, &mut backlog).await.is_none() {
                         break 'read;
                     }
                 }
@@ -413,6 +422,39 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
     tasks.abort_all();
     backend.close().await;
     out.flush().await;
+    tracing::debug!("bridge stopped");
+}
+
+/// How long a message in flight may still take once stdin has ended.
+const EOF_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Await an in-line forward while still reading stdin: lines that arrive meanwhile go to
+/// `backlog`; stdin ending gives the forward `EOF_GRACE` more; a shutdown signal ends it at
+/// once. `None` when the forward was given up.
+async fn in_line<F: std::future::Future>(
+    fut: F,
+    mut shutdown: Shutdown,
+    input: &mut mpsc::Receiver<Input>,
+    backlog: &mut std::collections::VecDeque<Input>,
+) -> Option<F::Output> {
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return None,
+            r = &mut fut => return Some(r),
+            item = input.recv() => match item {
+                None | Some(Input::Eof) => {
+                    tracing::debug!("stdin closed while a message was in flight; waiting {}s for it", EOF_GRACE.as_secs());
+                    backlog.push_back(Input::Eof);
+                    return tokio::select! {
+                        _ = shutdown.wait() => None,
+                        r = tokio::time::timeout(EOF_GRACE, &mut fut) => r.ok(),
+                    };
+                }
+                Some(other) => backlog.push_back(other),
+            },
+        }
+    }
 }
 
 /// Run `fut` unless shutdown is requested first (`None` then).

@@ -49,6 +49,9 @@ pub fn spawn_reader<R: BufRead + Send + 'static>(reader: R, max: usize) -> mpsc:
             loop {
                 let item = lines.next_input();
                 let eof = matches!(item, Input::Eof);
+                if eof {
+                    tracing::debug!("stdin reached its end");
+                }
                 if tx.blocking_send(item).is_err() || eof {
                     return;
                 }
