@@ -39,12 +39,56 @@ fn extra_roots(config: &Config) -> Result<Vec<reqwest::Certificate>, Error> {
     Ok(roots)
 }
 
+fn env(names: &[&str]) -> Option<String> {
+    names.iter().find_map(|n| {
+        std::env::var(n)
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    })
+}
+
+/// `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` (either case) with `NO_PROXY`, where this machine
+/// itself (localhost, 127.0.0.1, ::1) is never reached through a proxy.
+fn proxies() -> Vec<reqwest::Proxy> {
+    let no_proxy = {
+        let mut list = env(&["NO_PROXY", "no_proxy"]).unwrap_or_default();
+        list.push_str(",localhost,127.0.0.1,::1");
+        reqwest::NoProxy::from_string(&list)
+    };
+    let mut out = Vec::new();
+    let all = env(&["ALL_PROXY", "all_proxy"]);
+    if let Some(p) = env(&["HTTPS_PROXY", "https_proxy"]).or_else(|| all.clone()) {
+        match reqwest::Proxy::https(&p) {
+            Ok(proxy) => out.push(proxy.no_proxy(no_proxy.clone())),
+            Err(e) => tracing::warn!("ignoring HTTPS_PROXY: {e}"),
+        }
+    }
+    // `HTTP_PROXY` is not read when running as a CGI script (httpoxy), as curl does.
+    let http = if std::env::var_os("REQUEST_METHOD").is_some() {
+        None
+    } else {
+        env(&["HTTP_PROXY", "http_proxy"])
+    };
+    if let Some(p) = http.or(all) {
+        match reqwest::Proxy::http(&p) {
+            Ok(proxy) => out.push(proxy.no_proxy(no_proxy)),
+            Err(e) => tracing::warn!("ignoring HTTP_PROXY: {e}"),
+        }
+    }
+    out
+}
+
 fn base(roots: Vec<reqwest::Certificate>) -> reqwest::ClientBuilder {
     let mut b = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(Duration::from_secs(10))
         .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(90));
+        .pool_idle_timeout(Duration::from_secs(90))
+        .no_proxy();
+    for p in proxies() {
+        b = b.proxy(p);
+    }
     for c in roots {
         b = b.add_root_certificate(c);
     }
