@@ -274,6 +274,28 @@ for (const mode of ['sse', 'json']) {
       }
     });
 
+    test(`--request-timeout: a call without an answer in time gets an error, the backend a cancel [${mode}]`, T, async () => {
+      const s = await sdkSession(backend.url, { args: ['--request-timeout', '1'] });
+      try {
+        const t0 = Date.now();
+        const sid = initializes(backend).at(-1).sessionId;
+        await assert.rejects(
+          within(s.client.callTool({ name: 'slow', arguments: { ms: 8_000 } }), 5_000, 'the timed-out call'),
+          (e) => /request-timeout/.test(e.message) && /did not answer within 1s/.test(e.message),
+        );
+        const took = Date.now() - t0;
+        assert.ok(took >= 900 && took < 3_000, `answered after the 1 s limit (${took} ms)`);
+        const entry = await waitFor(() => backend.log.find((e) => e.kind === 'tool' && e.tool === 'slow' && e.sessionId === sid), { timeoutMs: 5_000, what: 'the backend to stop the slow tool' });
+        assert.equal(entry.cancelled, true, `backend saw no cancellation: ${JSON.stringify(entry)}`);
+        assert.ok(httpLog(backend).some((e) => e.sessionId === sid && e.rpcMethods.includes('notifications/cancelled')));
+        // Quick calls are not affected, and the session goes on.
+        assert.equal(textOf(await s.client.callTool({ name: 'echo', arguments: { text: 'in time' } })), 'in time');
+        s.assertClean();
+      } finally {
+        await s.close();
+      }
+    });
+
     test(`backend restarted mid-session: the next call succeeds after a transparent re-initialize [${mode}]`, T, async () => {
       const s = await sdkSession(backend.url);
       try {

@@ -159,6 +159,11 @@ pub struct Opts {
     #[arg(long, env = "MCP_PROXY_CA_FILE", global = true, value_name = "FILE", value_parser = path)]
     pub ca_file: Option<PathBuf>,
 
+    /// Longest wait for the answer to one request, in seconds; then the client gets an error and
+    /// the server a `notifications/cancelled` (0: no limit; progress does not extend it).
+    #[arg(long, env = "MCP_PROXY_REQUEST_TIMEOUT", global = true, value_name = "SECONDS", default_value = "0", value_parser = optional_seconds)]
+    pub request_timeout: u64,
+
     /// Largest JSON-RPC message accepted on stdin, in bytes.
     #[arg(long, env = "MCP_PROXY_MAX_MESSAGE_BYTES", global = true, value_name = "BYTES", default_value = "67108864", value_parser = bytes)]
     pub max_message_bytes: usize,
@@ -181,6 +186,15 @@ pub struct Opts {
 fn seconds(s: &str) -> Result<u64, String> {
     if s.trim().is_empty() {
         return Ok(300);
+    }
+    s.trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))
+}
+
+fn optional_seconds(s: &str) -> Result<u64, String> {
+    if s.trim().is_empty() {
+        return Ok(0);
     }
     s.trim()
         .parse()

@@ -86,6 +86,8 @@ pub struct Config {
     /// skipped with a warning otherwise (as Node does).
     pub env_ca_files: Vec<PathBuf>,
     pub max_message_bytes: usize,
+    /// Longest wait for the answer to one request (`None`: no limit).
+    pub request_timeout: Option<Duration>,
     pub log: LogLevel,
     pub banner: bool,
     pub cache_dir: Option<PathBuf>,
@@ -357,6 +359,7 @@ impl Config {
             ca_files,
             env_ca_files,
             max_message_bytes: o.max_message_bytes.max(1024),
+            request_timeout: (o.request_timeout > 0).then(|| Duration::from_secs(o.request_timeout)),
             log,
             banner: !o.no_banner && !o.silent,
             cache_dir,

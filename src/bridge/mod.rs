@@ -386,8 +386,18 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
                 }
                 Backend::Streamable(s) if msg.is_request() => {
                     let s = s.clone();
+                    let (conn, limit) = (conn.clone(), config.request_timeout);
                     tasks.spawn(async move {
-                        s.forward(&msg).await;
+                        let answered = within_limit(limit, s.forward(&msg)).await;
+                        if !answered {
+                            timed_out(&conn, &msg, limit, move |note| {
+                                let s = s.clone();
+                                async move {
+                                    s.forward(&note).await;
+                                }
+                            })
+                            .await;
+                        }
                     });
                 }
                 Backend::Streamable(s) => {
@@ -397,7 +407,17 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
                 }
                 Backend::Legacy(l) if msg.is_request() && !is_init => {
                     let l = l.clone();
-                    tasks.spawn(async move { l.forward(&msg).await });
+                    let (conn, limit) = (conn.clone(), config.request_timeout);
+                    tasks.spawn(async move {
+                        let answered = within_limit(limit, l.forward(&msg)).await;
+                        if !answered {
+                            timed_out(&conn, &msg, limit, move |note| {
+                                let l = l.clone();
+                                async move { l.forward(&note).await }
+                            })
+                            .await;
+                        }
+                    });
                 }
                 Backend::Legacy(l) => {
                     if in_line(l.forward(&msg), stop, &mut input, &mut backlog).await.is_none() {
@@ -453,6 +473,42 @@ async fn in_line<F: std::future::Future>(
                 }
                 Some(other) => backlog.push_back(other),
             },
+        }
+    }
+}
+
+/// Run a request's forward, within `limit` if there is one. False when the limit was hit.
+async fn within_limit<F: std::future::Future>(limit: Option<std::time::Duration>, fut: F) -> bool {
+    match limit {
+        Some(l) => tokio::time::timeout(l, fut).await.is_ok(),
+        None => {
+            fut.await;
+            true
+        }
+    }
+}
+
+/// A request hit `--request-timeout`: answer the client, and tell the server to stop.
+async fn timed_out<F, Fut>(conn: &Conn, msg: &Msg, limit: Option<std::time::Duration>, send: F)
+where
+    F: Fn(Msg) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let secs = limit.map(|l| l.as_secs()).unwrap_or_default();
+    conn.fail(
+        msg,
+        codes::BACKEND,
+        &format!("the MCP server did not answer within {secs}s (--request-timeout)"),
+    );
+    for id in msg.request_ids() {
+        let note = serde_json::json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": { "requestId": id, "reason": "timed out in authful-mcp-proxy" },
+        });
+        let body = Bytes::from(serde_json::to_vec(&note).unwrap_or_default());
+        if let Ok(m) = classify(body) {
+            send(m).await;
         }
     }
 }
