@@ -102,6 +102,15 @@ test('discovery without issuer or client ID: browser login, cache records issuer
   assert.equal((await ctx.opened()).length, 1, 'no new browser window');
   const prm = backend.log.slice(beBefore).filter((e) => e.kind === 'http' && e.path.startsWith('/.well-known/'));
   assert.deepEqual(prm.map((e) => e.path), [], 'the backend metadata is not fetched again either');
+  await second.client.close();
+
+  // `status` names what was discovered and registered, from the cache alone.
+  const st = await runCli(ctx, ['status', '--json', ...ctx.redirectArgs, ctx.rig.backendUrl]);
+  assert.equal(st.code, 0, st.stderr);
+  const report = JSON.parse(st.stdout);
+  assert.equal(report.issuer, idp.issuer);
+  assert.equal(report.clientId, d.registration.client_id);
+  assert.equal(report.loggedIn, true);
 });
 
 test('registration is redone when OIDC_REDIRECT_URL changes; the login works', T, async (t) => {

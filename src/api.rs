@@ -51,14 +51,14 @@ pub async fn reject_token(argv: Vec<String>, token: String) -> Result<(), Error>
 pub async fn login(argv: Vec<String>) -> Result<Value, Error> {
     let m = manager(&argv)?;
     let t = m.tokens().await?;
-    Ok(status_report(&m, Some(&t)))
+    Ok(status_report(&m, Some(&t)).await)
 }
 
 /// Who is logged in for this configuration; never a token value. No network access.
 pub async fn status(argv: Vec<String>) -> Result<Value, Error> {
     let m = manager(&argv)?;
     let t = m.peek().await;
-    Ok(status_report(&m, t.as_ref()))
+    Ok(status_report(&m, t.as_ref()).await)
 }
 
 /// Remove this configuration's cached tokens (`all`: every cached login in the folder).
@@ -94,13 +94,14 @@ pub async fn remove_login(m: &std::sync::Arc<TokenManager>) -> Result<bool, Erro
 }
 
 /// The status object shared by `status --json` and the JS API.
-pub fn status_report(m: &TokenManager, tokens: Option<&Tokens>) -> Value {
+pub async fn status_report(m: &TokenManager, tokens: Option<&Tokens>) -> Value {
     let auth = m.config();
     let now = token_cache::now();
+    let (issuer, client) = m.labels().await;
     json!({
         "loggedIn": tokens.is_some(),
-        "issuer": auth.issuer_label(),
-        "clientId": auth.client_label(),
+        "issuer": issuer,
+        "clientId": client,
         "subject": tokens.and_then(|t| t.subject.clone()),
         "username": tokens.and_then(|t| t.username.clone()),
         "scopes": tokens.and_then(|t| t.scope.clone()).unwrap_or_else(|| auth.scopes.join(" ")),

@@ -128,8 +128,11 @@ async fn status(config: Config, json: bool) -> Result<ExitCode, Error> {
     let cache = tm.cache().path();
     let tokens = tm.peek().await;
     let now = token_cache::now();
-    let auth = tm.config();
-    let report = crate::api::status_report(&tm, tokens.as_ref());
+    let report = crate::api::status_report(&tm, tokens.as_ref()).await;
+    let (issuer, client) = (
+        report["issuer"].as_str().unwrap_or(""),
+        report["clientId"].as_str().unwrap_or(""),
+    );
     let mut out = std::io::stdout();
     let text = if json {
         format!("{report}\n")
@@ -137,8 +140,8 @@ async fn status(config: Config, json: bool) -> Result<ExitCode, Error> {
         match &tokens {
             None => format!(
                 "Not logged in to {} as client `{}`.\nCache file: {}\nRun `authful-mcp-proxy login` to log in.\n",
-                auth.issuer_label(),
-                auth.client_label(),
+                issuer,
+                client,
                 cache
                     .as_ref()
                     .map(|p| p.display().to_string())
@@ -146,8 +149,8 @@ async fn status(config: Config, json: bool) -> Result<ExitCode, Error> {
             ),
             Some(t) => format!(
                 "Logged in to {} as client `{}`{}.\nScopes: {}\nAccess token: {}\nRefresh token: {}\nCache file: {}\n",
-                auth.issuer_label(),
-                auth.client_label(),
+                issuer,
+                client,
                 who(t),
                 report["scopes"].as_str().unwrap_or(""),
                 match t.expires_at {

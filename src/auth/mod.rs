@@ -199,6 +199,22 @@ impl TokenManager {
         inner.tokens.clone()
     }
 
+    /// The issuer and client ID for messages: configured, or as discovered and registered
+    /// (from the cache), or a description of where they will come from.
+    pub async fn labels(&self) -> (String, String) {
+        let mut inner = self.inner.lock().await;
+        self.load(&mut inner);
+        let issuer = match (&self.cfg.issuer, &inner.discovered.issuer) {
+            (None, Some(found)) => found.clone(),
+            _ => self.cfg.issuer_label(),
+        };
+        let client = match (&self.cfg.client_id, &inner.discovered.registration) {
+            (None, Some(reg)) => reg.client_id.clone(),
+            _ => self.cfg.client_label(),
+        };
+        (issuer, client)
+    }
+
     /// Drop what is held in memory (after `logout`).
     pub async fn forget(&self) {
         let mut inner = self.inner.lock().await;
