@@ -18,6 +18,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { killStrayBrowsers, waitFor } from './helpers/rig.mjs';
 import { completeDeviceLogin, parseDevicePrompt } from './helpers/device.mjs';
+import { completeLogin } from './helpers/browser.mjs';
 import {
   AUTH_ERROR, CLI, setup as baseSetup, startProxy, connectProxy, whoami, callJson, spawnRaw, runCli,
   waitPastExpiry, within, sleep, freePort,
@@ -196,6 +197,21 @@ for (const [name, env] of [
     assert.equal(idp.stats.authorizationRequests, 0, 'no authorization request at all');
   });
 }
+
+test('headless, but the client may not use a device code: the login URL is printed and a browser login completes', T, async (t) => {
+  const ctx = await setup(t); // demo-client: authorization code only
+  const { idp } = ctx.rig;
+  const p = startProxy(ctx, { env: HEADLESS, timeoutMs: 45_000 });
+  await waitFor(() => /code_challenge=\S+/.test(p.stderr()), { timeoutMs: 20_000, what: `the login URL on stderr:\n${p.stderr()}` });
+  assert.match(p.stderr(), /may not use a device code/, p.stderr());
+  // The user opens the printed URL somewhere else.
+  const url = p.stderr().match(/https?:\/\/\S*code_challenge=\S+/)[0];
+  await completeLogin(url);
+  await p.connected;
+  assert.equal((await whoami(p.client)).client_id, 'demo-client');
+  assert.equal(idp.stats.codeExchanges, 1);
+  assert.equal(idp.stats.deviceCodeExchanges, 0);
+});
 
 test('headless with discovery and a dynamically registered client: the device flow works', T, async (t) => {
   const ctx = await setup(t, DISCOVERY);

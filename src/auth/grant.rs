@@ -226,7 +226,11 @@ impl Provider {
         if let Some(r) = self.resource() {
             req = req.add_extra_param("resource", r.to_string());
         }
-        let details: CoreDeviceAuthorizationResponse = req.request_async(http).await.map_err(token_error)?;
+        let details: CoreDeviceAuthorizationResponse =
+            req.request_async(http).await.map_err(|e| match token_error(e) {
+                AuthError::TokenRefused { error, description } => AuthError::DeviceRefused { error, description },
+                other => other,
+            })?;
         let complete = details.verification_uri_complete().map(|u| u.secret().to_string());
         eprintln!(
             "authful-mcp-proxy: to log in, open {} and enter the code {}{}\n",

@@ -28,6 +28,8 @@ pub enum AuthError {
     Denied { error: String, description: Option<String> },
     #[error("the identity provider refused the token request: `{error}`{}", describe_opt(.description))]
     TokenRefused { error: String, description: Option<String> },
+    #[error("the identity provider refused a device code: `{error}`{}", describe_opt(.description))]
+    DeviceRefused { error: String, description: Option<String> },
     #[error("cannot reach the identity provider: {0}")]
     Network(String),
     #[error("the ID token is not valid: {0}")]
@@ -76,6 +78,7 @@ impl AuthError {
             AuthError::TimedOut(_) => "ERR_LOGIN_TIMEOUT",
             AuthError::Denied { .. } => "ERR_LOGIN_DENIED",
             AuthError::TokenRefused { .. } => "ERR_TOKEN_REFUSED",
+            AuthError::DeviceRefused { .. } => "ERR_DEVICE_REFUSED",
             AuthError::Network(_) => "ERR_NETWORK",
             AuthError::IdToken(_) => "ERR_ID_TOKEN",
             AuthError::LoginRequired => "ERR_NOT_LOGGED_IN",
@@ -91,6 +94,9 @@ impl AuthError {
             AuthError::TimedOut(_) => "finish the login at the URL printed above (in a browser, or with the code shown); raise `--auth-timeout` if your login takes longer".into(),
             AuthError::Denied { .. } => "log in again and approve the requested scopes, or ask your administrator for access".into(),
             AuthError::TokenRefused { .. } => "check `OIDC_CLIENT_ID`, `OIDC_CLIENT_SECRET` and that the redirect URL is registered with your identity provider".into(),
+            AuthError::DeviceRefused { .. } => {
+                "allow the device authorization grant for this client at your identity provider, or log in with the browser (without `--device-code`)".into()
+            }
             AuthError::Network(_) => "check your network, proxy (`HTTPS_PROXY`) and CA settings (`--ca-file`)".into(),
             AuthError::IdToken(_) => "check `OIDC_ISSUER_URL` and `OIDC_CLIENT_ID`; the provider's token was not issued for this client".into(),
             AuthError::LoginRequired => "run `authful-mcp-proxy login` with the same configuration".into(),
@@ -378,7 +384,17 @@ impl TokenManager {
             GrantKind::Device => p.device_login(self.http(), &scopes).await,
             GrantKind::Auto if !browser::can_open() && p.supports_device_flow() => {
                 tracing::info!("no browser can be opened here; logging in with a device code instead");
-                p.device_login(self.http(), &scopes).await
+                match p.device_login(self.http(), &scopes).await {
+                    // This client may not use the device grant: the browser login still
+                    // works by opening the printed URL by hand.
+                    Err(AuthError::DeviceRefused { error, .. }) => {
+                        tracing::info!(
+                            "this client may not use a device code ({error}); open the login URL below by hand"
+                        );
+                        p.browser_login(self.http(), &scopes).await
+                    }
+                    other => other,
+                }
             }
             GrantKind::Auto => p.browser_login(self.http(), &scopes).await,
         }
