@@ -28,6 +28,17 @@ enum Backend {
 }
 
 impl Backend {
+    /// Forward one client message; only Streamable HTTP can ask for the fallback.
+    async fn forward(&self, msg: &Msg) -> streamable::Forwarded {
+        match self {
+            Backend::Streamable(s) => s.forward(msg).await,
+            Backend::Legacy(l) => {
+                l.forward(msg).await;
+                streamable::Forwarded::Done
+            }
+        }
+    }
+
     async fn close(&self) {
         match self {
             Backend::Streamable(s) => s.close().await,
@@ -81,69 +92,40 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
         for msg in split(line, &out, keep_batches) {
             tracing::debug!("→ {}", msg.label());
             let is_init = msg.method.as_deref() == Some("initialize");
-            // Messages handled in line (initialize, which may wait for a login; notifications
-            // and responses, which keep their order) give way to a shutdown signal, and to
-            // stdin ending (after a grace period), while the lines that arrive are kept.
-            let stop = shutdown.clone();
-            match &backend {
-                Backend::Streamable(s) if is_init => {
-                    // Nothing else may go out before the session exists.
-                    let Some(outcome) = in_line(s.forward(&msg), stop, &mut input, &mut backlog).await else {
-                        break 'read;
-                    };
-                    if outcome == streamable::Forwarded::Fallback {
-                        tracing::info!(
-                            "the server does not speak Streamable HTTP; using the HTTP+SSE transport (MCP 2024-11-05)"
-                        );
-                        let l = Arc::new(legacy::Legacy::new(conn.clone()));
-                        backend = Backend::Legacy(l.clone());
-                        if in_line(l.forward(&msg), shutdown.clone(), &mut input, &mut backlog)
-                            .await
-                            .is_none()
-                        {
-                            break 'read;
-                        }
+            if msg.is_request() && !is_init {
+                // Requests run side by side, each within `--request-timeout` if set.
+                let b = backend.clone();
+                let (conn, limit) = (conn.clone(), config.request_timeout);
+                tasks.spawn(async move {
+                    if !within_limit(limit, b.forward(&msg)).await {
+                        timed_out(&conn, &msg, limit, move |note| {
+                            let b = b.clone();
+                            async move {
+                                b.forward(&note).await;
+                            }
+                        })
+                        .await;
                     }
-                }
-                Backend::Streamable(s) if msg.is_request() => {
-                    let s = s.clone();
-                    let (conn, limit) = (conn.clone(), config.request_timeout);
-                    tasks.spawn(async move {
-                        let answered = within_limit(limit, s.forward(&msg)).await;
-                        if !answered {
-                            timed_out(&conn, &msg, limit, move |note| {
-                                let s = s.clone();
-                                async move {
-                                    s.forward(&note).await;
-                                }
-                            })
-                            .await;
-                        }
-                    });
-                }
-                Backend::Streamable(s) => {
-                    if in_line(s.forward(&msg), stop, &mut input, &mut backlog).await.is_none() {
-                        break 'read;
-                    }
-                }
-                Backend::Legacy(l) if msg.is_request() && !is_init => {
-                    let l = l.clone();
-                    let (conn, limit) = (conn.clone(), config.request_timeout);
-                    tasks.spawn(async move {
-                        let answered = within_limit(limit, l.forward(&msg)).await;
-                        if !answered {
-                            timed_out(&conn, &msg, limit, move |note| {
-                                let l = l.clone();
-                                async move { l.forward(&note).await }
-                            })
-                            .await;
-                        }
-                    });
-                }
-                Backend::Legacy(l) => {
-                    if in_line(l.forward(&msg), stop, &mut input, &mut backlog).await.is_none() {
-                        break 'read;
-                    }
+                });
+                continue;
+            }
+            // In line: initialize (nothing else may go out before the session exists, and it
+            // may wait for a login), and notifications and responses (they keep their order).
+            // These give way to a shutdown signal, and to stdin ending (after a grace period),
+            // while the lines that arrive meanwhile are kept.
+            let Some(outcome) = in_line(backend.forward(&msg), shutdown.clone(), &mut input, &mut backlog).await else {
+                break 'read;
+            };
+            if outcome == streamable::Forwarded::Fallback {
+                tracing::info!(
+                    "the server does not speak Streamable HTTP; using the HTTP+SSE transport (MCP 2024-11-05)"
+                );
+                backend = Backend::Legacy(Arc::new(legacy::Legacy::new(conn.clone())));
+                if in_line(backend.forward(&msg), shutdown.clone(), &mut input, &mut backlog)
+                    .await
+                    .is_none()
+                {
+                    break 'read;
                 }
             }
         }
