@@ -22,7 +22,8 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startBackend } from '../examples/backend.mjs';
 import { waitFor, killStrayBrowsers } from './helpers/rig.mjs';
-import { setup, spawnRaw, connectProxy, whoami } from './helpers/proxy.mjs';
+import { setup, spawnRaw, connectProxy, whoami, runCli as runCliIn } from './helpers/proxy.mjs';
+import { rawProxy as spawnDriver, within, sleep } from './helpers/stdio.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(ROOT, 'cli.js');
@@ -43,17 +44,7 @@ after(async () => {
 
 // ---- helpers -------------------------------------------------------------------------
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const textOf = (result) => result?.content?.map((c) => c.text).join('');
-
-/** Reject if `p` does not settle within `ms`. */
-function within(ms, p, what = 'operation') {
-  let timer;
-  return Promise.race([
-    p,
-    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms); }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 /**
  * A child environment built from scratch: PATH, TMPDIR, a scratch HOME. Nothing of the
@@ -71,68 +62,26 @@ function cleanEnv(extra = {}) {
 }
 
 /**
- * Spawn `node cli.js args` and drive it on raw stdio. Every stdout line must be JSON-RPC
- * (others land in `bad`). `closed` resolves after exit AND the end of stdout/stderr.
+ * Spawn `node cli.js args` and drive it on raw stdio (helpers/stdio.mjs: every stdout line
+ * must be JSON-RPC, others land in `bad`). `closed` resolves after exit AND the end of
+ * stdout/stderr; `initialize` returns the whole reply, error or not; `close` throws if the
+ * proxy does not exit within `ms` of stdin EOF.
  */
 function rawProxy(args, { env = {} } = {}) {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: cleanEnv(env) });
+  const p = spawnDriver([CLI, ...args], { env: cleanEnv(env), clientInfo: { name: 'network-test', version: '1.0.0' } });
+  const { child, exited } = p;
   children.add(child);
-  const messages = [];
-  const bad = [];
-  const waiters = new Set();
-  let stderr = '';
-  let buf = '';
-  let nextId = 1;
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (d) => { stderr += d; });
-  child.stdout.setEncoding('utf8');
-  child.stdout.on('data', (chunk) => {
-    buf += chunk;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      let msg;
-      try { msg = JSON.parse(line); } catch { bad.push(line); continue; }
-      if (msg === null || typeof msg !== 'object' || msg.jsonrpc !== '2.0') { bad.push(line); continue; }
-      messages.push({ ...msg, receivedAt: Date.now() });
-      for (const w of waiters) if (w.pred(msg)) { waiters.delete(w); w.resolve(msg); }
-    }
-  });
-  child.stdin.on('error', () => {}); // EPIPE after exit is not what these tests look at
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() })));
   const closed = new Promise((resolve) => child.once('close', (code, signal) => resolve({ code, signal, at: Date.now() })));
-
-  const api = {
-    child,
-    messages,
-    bad,
-    exited,
+  return {
+    ...p,
     closed,
-    stderr: () => stderr,
-    send(m) { child.stdin.write(`${typeof m === 'string' ? m : JSON.stringify(m)}\n`); },
-    next(pred, ms = 10_000, what = 'a message') {
-      const seen = messages.find(pred);
-      if (seen) return Promise.resolve(seen);
-      let w;
-      const p = new Promise((resolve) => { w = { pred, resolve }; waiters.add(w); });
-      return within(ms, p, `waiting for ${what} (stderr: ${stderr.slice(-2000)})`).finally(() => waiters.delete(w));
-    },
-    request(method, params, ms = 10_000) {
-      const id = nextId++;
-      api.send({ jsonrpc: '2.0', id, method, ...(params ? { params } : {}) });
-      return api.next((m) => m.id === id && ('result' in m || 'error' in m), ms, `the answer to ${method} (id ${id})`);
-    },
-    /** initialize (+ notifications/initialized on success); resolves with the whole reply. */
     async initialize(ms = 15_000) {
-      const r = await api.request('initialize', {
+      const r = await p.request('initialize', {
         protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'network-test', version: '1.0.0' },
       }, ms);
-      if (r.result) api.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+      if (r.result) p.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
       return r;
     },
-    assertClean() { assert.deepEqual(bad, [], 'every stdout line is a JSON-RPC message'); },
-    /** End stdin and wait for the exit (SIGKILL after `ms`); resolves with { code, signal }. */
     async close(ms = 6_000) {
       if (child.exitCode !== null || child.signalCode !== null) return exited;
       child.stdin.end();
@@ -142,34 +91,17 @@ function rawProxy(args, { env = {} } = {}) {
       if (!done) {
         child.kill('SIGKILL');
         await exited;
-        throw new Error(`the proxy did not exit within ${ms} ms of stdin EOF\n${stderr}`);
+        throw new Error(`the proxy did not exit within ${ms} ms of stdin EOF\n${p.stderr()}`);
       }
       return done;
     },
     kill() { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); },
   };
-  return api;
 }
 
-/** Run cli.js with stdin left open; { code, signal, stdout, stderr } or a rejection after `ms`. */
+/** Run cli.js with stdin left open (helpers/proxy.mjs); { code, signal, stdout, stderr }. */
 function runCli(args, { env = {}, ms = 8_000 } = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: cleanEnv(env) });
-    children.add(child);
-    child.stdin.on('error', () => {});
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`\`cli.js ${args.join(' ')}\` did not exit within ${ms} ms (stdin open)\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, ms);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
+  return runCliIn({ env: cleanEnv() }, args, { env, timeoutMs: ms });
 }
 
 /** A session through `p`: initialize, one tools/call; asserts both worked. */
@@ -497,7 +429,7 @@ describe('stdio lifecycle', () => {
       ];
       const t0 = Date.now();
       p.child.stdin.end(`${lines.map((l) => JSON.stringify(l)).join('\n')}\n`);
-      const { code, signal, at } = await within(8_000, p.closed, 'exit after stdin EOF');
+      const { code, signal, at } = await within(p.closed, 8_000, 'exit after stdin EOF');
       assert.equal(signal, null);
       assert.equal(code, 0, p.stderr());
       const init = p.messages.find((m) => m.id === 1);
@@ -628,7 +560,7 @@ describe('with an identity provider', () => {
       }
       const t0 = Date.now();
       raw.child.kill('SIGTERM');
-      const { code, signal } = await within(5_000, raw.exited, 'exit after SIGTERM').catch((err) => {
+      const { code, signal } = await within(raw.exited, 5_000, 'exit after SIGTERM').catch((err) => {
         raw.child.kill('SIGKILL');
         throw err;
       });
@@ -658,7 +590,7 @@ describe('with an identity provider', () => {
     raw.child.stdin.end();
     let result;
     try {
-      result = await within(5_000, raw.exited, 'exit after stdin EOF with a login pending');
+      result = await within(raw.exited, 5_000, 'exit after stdin EOF with a login pending');
     } finally {
       raw.child.kill('SIGKILL');
     }

@@ -220,7 +220,8 @@ export function runCli(ctx, args, { env = {}, timeoutMs = 30_000, stdin = 'pipe'
       child.kill('SIGKILL');
       reject(new Error(`\`${args.join(' ')}\` did not finish within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
     }, timeoutMs);
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': stdout and stderr are read to their end before resolving.
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr });
     });
