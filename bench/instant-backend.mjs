@@ -17,50 +17,10 @@
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 
-const TOOLS = JSON.stringify({
-  tools: [
-    { name: 'echo', description: 'Answers "ok" at once', inputSchema: { type: 'object', properties: { text: { type: 'string' } } } },
-    { name: 'big', description: 'A text of `bytes` bytes', inputSchema: { type: 'object', properties: { bytes: { type: 'number' } } } },
-  ],
-});
-const SMALL = JSON.stringify({ content: [{ type: 'text', text: 'ok' }] });
-const bigCache = new Map(); // bytes -> serialized result
-
-function bigResult(bytes) {
-  let r = bigCache.get(bytes);
-  if (!r) {
-    r = JSON.stringify({ content: [{ type: 'text', text: 'x'.repeat(bytes) }] });
-    if (bigCache.size > 4) bigCache.clear();
-    bigCache.set(bytes, r);
-  }
-  return r;
-}
-
-function initResult(params) {
-  return JSON.stringify({
-    protocolVersion: typeof params?.protocolVersion === 'string' ? params.protocolVersion : '2025-06-18',
-    capabilities: { tools: {} },
-    serverInfo: { name: 'bench-instant-backend', version: '1.0.0' },
-  });
-}
+import fixed from './answers.cjs';
 
 /** One answer (serialized), or undefined for notifications/responses. */
-function answer(msg) {
-  if (!msg || typeof msg !== 'object' || typeof msg.method !== 'string' || msg.id === undefined) return undefined;
-  const id = JSON.stringify(msg.id);
-  let result;
-  switch (msg.method) {
-    case 'initialize': result = initResult(msg.params); break;
-    case 'tools/list': result = TOOLS; break;
-    case 'tools/call':
-      result = msg.params?.name === 'big' ? bigResult(Number(msg.params?.arguments?.bytes ?? 1 << 20)) : SMALL;
-      break;
-    case 'ping': result = '{}'; break;
-    default:
-      return `{"jsonrpc":"2.0","id":${id},"error":{"code":-32601,"message":"Method not found"}}`;
-  }
-  return `{"jsonrpc":"2.0","id":${id},"result":${result}}`;
-}
+const answer = (msg) => fixed.answer(msg, 'bench-instant-backend');
 
 function send(res, status, body, headers = {}) {
   if (body === undefined) {
