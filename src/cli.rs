@@ -183,29 +183,23 @@ pub struct Opts {
 
 // MCP client configs often hold empty values (`"MCP_PROXY_CACHE_DIR": ""`): for these
 // options an empty value means "not set", not an error.
-fn seconds(s: &str) -> Result<u64, String> {
-    if s.trim().is_empty() {
-        return Ok(300);
+fn number_or<T: std::str::FromStr>(s: &str, default: T, unit: &str) -> Result<T, String> {
+    match s.trim() {
+        "" => Ok(default),
+        t => t.parse().map_err(|_| format!("`{s}` is not a number of {unit}")),
     }
-    s.trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))
+}
+
+fn seconds(s: &str) -> Result<u64, String> {
+    number_or(s, 300, "seconds")
 }
 
 fn optional_seconds(s: &str) -> Result<u64, String> {
-    if s.trim().is_empty() {
-        return Ok(0);
-    }
-    s.trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))
+    number_or(s, 0, "seconds")
 }
 
 fn bytes(s: &str) -> Result<usize, String> {
-    if s.trim().is_empty() {
-        return Ok(64 * 1024 * 1024);
-    }
-    s.trim().parse().map_err(|_| format!("`{s}` is not a number of bytes"))
+    number_or(s, 64 * 1024 * 1024, "bytes")
 }
 
 fn path(s: &str) -> Result<PathBuf, String> {
