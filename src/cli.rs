@@ -1,217 +1,259 @@
 //! argv + environment → [`Config`]. Every flag of the Python original keeps its name, its
-//! environment variable and its default; flags win over the environment.
+//! environment variable and its default; flags win over the environment, and an empty
+//! variable counts as not set (MCP client configs often hold `"OIDC_SCOPES": ""`).
+//!
+//! Parsed with `lexopt` and a help text written out below: the whole command line is two
+//! dozen options, and a derive-based parser would cost a sixth of the addon's size.
 
 use crate::config::{Config, ConfigError, Transport};
-use clap::{Args, Parser, Subcommand};
+use lexopt::prelude::*;
 use std::path::PathBuf;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "authful-mcp-proxy",
-    version,
-    about = "Bridge a local stdio MCP client to a remote MCP server protected by OAuth/OIDC token validation.",
-    long_about = "Bridge a local stdio MCP client to a remote MCP server protected by OAuth/OIDC \
-token validation. Logs in once in the browser (authorization code + PKCE), caches and silently \
-refreshes the tokens, and carries every MCP message unchanged.\n\n\
-Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error, 3 login failed, \
-4 not logged in (status).",
-    after_help = "Examples:\n  authful-mcp-proxy https://mcp.example.com/mcp\n  authful-mcp-proxy login https://mcp.example.com/mcp\n  authful-mcp-proxy status\n  authful-mcp-proxy token | xargs -I{} curl -H 'Authorization: Bearer {}' ...",
-    args_conflicts_with_subcommands = false,
-    subcommand_precedence_over_arg = true
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
+const HELP: &str = "\
+Bridge a local stdio MCP client to a remote MCP server protected by OAuth/OIDC token validation.
+Logs in once in the browser (authorization code + PKCE), caches and silently refreshes the tokens,
+and carries every MCP message unchanged.
 
-    /// Remote MCP server URL (Streamable HTTP, or legacy HTTP+SSE).
-    #[arg(value_name = "MCP_BACKEND_URL", env = "MCP_BACKEND_URL")]
-    pub backend_url: Option<String>,
+Usage: authful-mcp-proxy [OPTIONS] [MCP_BACKEND_URL]
+       authful-mcp-proxy <COMMAND> [OPTIONS] [MCP_BACKEND_URL]
 
-    #[command(flatten)]
-    pub opts: Opts,
-}
+Commands:
+  login     Log in (or refresh) for this configuration and exit
+  logout    Remove this configuration's cached tokens (--all: every cached login)
+  status    Show who is logged in for this configuration, never a token value (--json: as JSON)
+  token     Print a valid access token to stdout (refreshing or logging in as needed)
 
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Log in (or refresh) for this configuration and exit.
-    Login {
-        #[arg(value_name = "MCP_BACKEND_URL")]
-        backend_url: Option<String>,
-    },
-    /// Remove this configuration's cached tokens (`--all`: every cached login).
-    Logout {
-        /// Remove every cached login in the cache directory.
-        #[arg(long)]
-        all: bool,
-        #[arg(value_name = "MCP_BACKEND_URL")]
-        backend_url: Option<String>,
-    },
-    /// Show who is logged in for this configuration (never a token value).
-    Status {
-        /// Print the status as JSON.
-        #[arg(long)]
-        json: bool,
-        #[arg(value_name = "MCP_BACKEND_URL")]
-        backend_url: Option<String>,
-    },
-    /// Print a valid access token to stdout (refreshing or logging in as needed).
-    Token {
-        #[arg(value_name = "MCP_BACKEND_URL")]
-        backend_url: Option<String>,
-    },
-}
+Arguments:
+  [MCP_BACKEND_URL]  Remote MCP server URL (Streamable HTTP, or legacy HTTP+SSE)
+                     [env: MCP_BACKEND_URL]
 
-#[derive(Debug, Args, Default)]
+Login:
+      --oidc-issuer-url <URL>       OIDC issuer URL of your identity provider [env: OIDC_ISSUER_URL]
+                                    [default: discovered from the MCP server (RFC 9728)]
+      --oidc-client-id <ID>         OAuth client ID registered with the identity provider
+                                    [env: OIDC_CLIENT_ID] [default: registered dynamically (RFC 7591)]
+      --oidc-client-secret <SECRET> Client secret, for confidential clients only; prefer the
+                                    variable, argv is visible in `ps` [env: OIDC_CLIENT_SECRET]
+      --oidc-scopes <SCOPES>        Space-separated OAuth scopes [env: OIDC_SCOPES]
+                                    [default: openid profile email; after discovery: what the
+                                    server asks for]
+      --oidc-redirect-url <URL>     OAuth redirect (callback) URL; a loopback http URL registered
+                                    with the provider [env: OIDC_REDIRECT_URL]
+                                    [default: http://localhost:8080/auth/callback]
+      --auth-timeout <SECONDS>      How long to wait for the browser login
+                                    [env: MCP_PROXY_AUTH_TIMEOUT] [default: 300]
+      --device-code                 Log in with the device authorization grant (RFC 8628): a code
+                                    to enter on another device; chosen by itself when no browser
+                                    can be opened [env: MCP_PROXY_DEVICE_CODE]
+      --client-credentials          Use the client credentials grant (needs a client secret): no
+                                    user, no browser [env: MCP_PROXY_CLIENT_CREDENTIALS]
+      --resource <URL>              RFC 8707 resource to ask tokens for [env: MCP_PROXY_RESOURCE]
+                                    [default: the backend URL when the authorization server was
+                                    discovered from it; none otherwise]
+      --no-resource                 Never send the `resource` parameter
+      --authorize-param <KEY=VALUE> Extra authorization request parameter (repeatable), e.g.
+                                    `audience=...` or `prompt=consent`
+      --cache-dir <DIR>             Token cache directory [env: MCP_PROXY_CACHE_DIR]
+                                    [default: ~/.fastmcp/oauth-mcp-client-cache]
+
+Connection:
+  -H, --header <NAME: VALUE>        Extra header for every backend request (repeatable; `${VAR}`
+                                    is expanded from the environment)
+      --transport <TRANSPORT>       auto | streamable-http | sse; `auto` tries Streamable HTTP,
+                                    then legacy HTTP+SSE [env: MCP_PROXY_TRANSPORT] [default: auto]
+      --allow-http                  Allow plain http:// backends and issuers that are not on
+                                    loopback [env: MCP_PROXY_ALLOW_HTTP]
+      --ca-file <FILE>              Extra CA certificates (PEM) to trust besides the system roots
+                                    [env: MCP_PROXY_CA_FILE; also SSL_CERT_FILE, NODE_EXTRA_CA_CERTS]
+      --request-timeout <SECONDS>   Longest wait for the answer to one request; then the client
+                                    gets an error and the server `notifications/cancelled`
+                                    (0: no limit) [env: MCP_PROXY_REQUEST_TIMEOUT] [default: 0]
+      --max-message-bytes <BYTES>   Largest JSON-RPC message accepted on stdin
+                                    [env: MCP_PROXY_MAX_MESSAGE_BYTES] [default: 67108864]
+
+Output:
+      --no-banner                   Suppress the startup banner
+      --silent                      Show only error messages
+      --debug                       Detailed debug logging, never a secret
+                                    [env: MCP_PROXY_DEBUG=1|true|yes|on]
+      --all                         (logout) Remove every cached login in the cache directory
+      --json                        (status) Print the status as JSON
+  -h, --help                        Print this help
+  -V, --version                     Print the version
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error, 3 login failed,
+4 not logged in (status).
+
+Examples:
+  authful-mcp-proxy https://mcp.example.com/mcp
+  authful-mcp-proxy login https://mcp.example.com/mcp
+  authful-mcp-proxy status --json
+  authful-mcp-proxy token | xargs -I{} curl -H 'Authorization: Bearer {}' ...
+";
+
+/// The options shared by every command, after argv and the environment are merged.
+#[derive(Debug)]
 pub struct Opts {
-    /// OIDC issuer URL of your identity provider.
-    #[arg(long, env = "OIDC_ISSUER_URL", global = true, value_name = "URL")]
     pub oidc_issuer_url: Option<String>,
-
-    /// OAuth client ID registered with the identity provider.
-    #[arg(long, env = "OIDC_CLIENT_ID", global = true, value_name = "ID")]
     pub oidc_client_id: Option<String>,
-
-    /// Client secret, for confidential clients only (prefer the environment variable: argv is visible in `ps`).
-    #[arg(
-        long,
-        env = "OIDC_CLIENT_SECRET",
-        hide_env_values = true,
-        global = true,
-        value_name = "SECRET"
-    )]
     pub oidc_client_secret: Option<String>,
-
-    /// Space-separated OAuth scopes [default: openid profile email; after discovery: what the server asks for]
-    #[arg(long, env = "OIDC_SCOPES", global = true, value_name = "SCOPES")]
     pub oidc_scopes: Option<String>,
-
-    /// OAuth redirect (callback) URL; must be a loopback http URL registered with the provider.
-    #[arg(
-        long,
-        env = "OIDC_REDIRECT_URL",
-        global = true,
-        value_name = "URL",
-        default_value = "http://localhost:8080/auth/callback"
-    )]
     pub oidc_redirect_url: String,
-
-    /// How long to wait for the browser login, in seconds.
-    #[arg(
-        long,
-        env = "MCP_PROXY_AUTH_TIMEOUT",
-        global = true,
-        value_name = "SECONDS",
-        default_value_t = 300,
-        value_parser = seconds
-    )]
     pub auth_timeout: u64,
-
-    /// Log in with the device authorization grant (RFC 8628): a code to enter on another device.
-    /// Chosen automatically when no browser can be opened.
-    #[arg(
-        long,
-        env = "MCP_PROXY_DEVICE_CODE",
-        global = true,
-        conflicts_with = "client_credentials"
-    )]
     pub device_code: bool,
-
-    /// Use the client credentials grant (needs a client secret): no user, no browser.
-    #[arg(long, env = "MCP_PROXY_CLIENT_CREDENTIALS", global = true)]
     pub client_credentials: bool,
-
-    /// RFC 8707 resource to ask tokens for [default: the backend URL when the authorization server
-    /// was discovered from it; none otherwise].
-    #[arg(
-        long,
-        env = "MCP_PROXY_RESOURCE",
-        global = true,
-        value_name = "URL",
-        conflicts_with = "no_resource"
-    )]
     pub resource: Option<String>,
-
-    /// Never send the `resource` parameter (for providers that reject it).
-    #[arg(long, global = true)]
     pub no_resource: bool,
-
-    /// Extra authorization request parameter, `key=value` (repeatable), e.g. `audience=...` or `prompt=consent`.
-    #[arg(long = "authorize-param", global = true, value_name = "KEY=VALUE")]
     pub authorize_params: Vec<String>,
-
-    /// Token cache directory [default: ~/.fastmcp/oauth-mcp-client-cache]
-    #[arg(long, env = "MCP_PROXY_CACHE_DIR", global = true, value_name = "DIR", value_parser = path)]
     pub cache_dir: Option<PathBuf>,
-
-    /// Extra header for every backend request, `Name: value` (repeatable; `${VAR}` is expanded).
-    #[arg(long = "header", short = 'H', global = true, value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
-
-    /// Backend transport: `auto` tries Streamable HTTP, then falls back to legacy HTTP+SSE.
-    #[arg(long, env = "MCP_PROXY_TRANSPORT", global = true, default_value = "auto", value_parser = transport)]
     pub transport: Transport,
-
-    /// Allow plain `http://` backends and issuers that are not on loopback.
-    #[arg(long, env = "MCP_PROXY_ALLOW_HTTP", global = true)]
     pub allow_http: bool,
-
-    /// Extra CA certificates (PEM) to trust, added to the system roots (also: SSL_CERT_FILE, NODE_EXTRA_CA_CERTS).
-    #[arg(long, env = "MCP_PROXY_CA_FILE", global = true, value_name = "FILE", value_parser = path)]
     pub ca_file: Option<PathBuf>,
-
-    /// Longest wait for the answer to one request, in seconds; then the client gets an error and
-    /// the server a `notifications/cancelled` (0: no limit; progress does not extend it).
-    #[arg(long, env = "MCP_PROXY_REQUEST_TIMEOUT", global = true, value_name = "SECONDS", default_value = "0", value_parser = optional_seconds)]
     pub request_timeout: u64,
-
-    /// Largest JSON-RPC message accepted on stdin, in bytes.
-    #[arg(long, env = "MCP_PROXY_MAX_MESSAGE_BYTES", global = true, value_name = "BYTES", default_value = "67108864", value_parser = bytes)]
     pub max_message_bytes: usize,
-
-    /// Suppress the startup banner.
-    #[arg(long, global = true)]
     pub no_banner: bool,
-
-    /// Show only error messages.
-    #[arg(long, global = true, conflicts_with = "debug")]
     pub silent: bool,
-
-    /// Enable detailed debug logging (also: MCP_PROXY_DEBUG=1|true|yes|on).
-    #[arg(long, global = true)]
     pub debug: bool,
 }
 
-// MCP client configs often hold empty values (`"MCP_PROXY_CACHE_DIR": ""`): for these
-// options an empty value means "not set", not an error.
-fn number_or<T: std::str::FromStr>(s: &str, default: T, unit: &str) -> Result<T, String> {
+impl Default for Opts {
+    /// The original's defaults.
+    fn default() -> Opts {
+        Opts {
+            oidc_issuer_url: None,
+            oidc_client_id: None,
+            oidc_client_secret: None,
+            oidc_scopes: None,
+            oidc_redirect_url: "http://localhost:8080/auth/callback".into(),
+            auth_timeout: 300,
+            device_code: false,
+            client_credentials: false,
+            resource: None,
+            no_resource: false,
+            authorize_params: Vec::new(),
+            cache_dir: None,
+            headers: Vec::new(),
+            transport: Transport::Auto,
+            allow_http: false,
+            ca_file: None,
+            request_timeout: 0,
+            max_message_bytes: 64 * 1024 * 1024,
+            no_banner: false,
+            silent: false,
+            debug: false,
+        }
+    }
+}
+
+/// The value of an option that takes one, noted as given on the command line.
+fn take(p: &mut lexopt::Parser, given: &mut Vec<&'static str>, name: &'static str) -> Result<String, ConfigError> {
+    given.push(name);
+    let v = p.value().map_err(|e| usage(e.to_string()))?;
+    v.into_string()
+        .map_err(|v| bad_value(name, format!("`{}` is not valid UTF-8", v.to_string_lossy())))
+}
+
+// For the numeric options an empty value means "not set" (the default), not an error.
+fn number_or<T: std::str::FromStr>(source: &str, s: &str, default: T, unit: &str) -> Result<T, ConfigError> {
     match s.trim() {
         "" => Ok(default),
-        t => t.parse().map_err(|_| format!("`{s}` is not a number of {unit}")),
+        t => t
+            .parse()
+            .map_err(|_| bad_value(source, format!("`{s}` is not a number of {unit}"))),
     }
 }
 
-fn seconds(s: &str) -> Result<u64, String> {
-    number_or(s, 300, "seconds")
+fn seconds(source: &str, s: &str, default: u64) -> Result<u64, ConfigError> {
+    number_or(source, s, default, "seconds")
 }
 
-fn optional_seconds(s: &str) -> Result<u64, String> {
-    number_or(s, 0, "seconds")
+fn bytes(source: &str, s: &str) -> Result<usize, ConfigError> {
+    number_or(source, s, 64 << 20, "bytes")
 }
 
-fn bytes(s: &str) -> Result<usize, String> {
-    number_or(s, 64 * 1024 * 1024, "bytes")
-}
-
-fn path(s: &str) -> Result<PathBuf, String> {
-    Ok(PathBuf::from(s.trim()))
-}
-
-fn transport(s: &str) -> Result<Transport, String> {
-    use clap::ValueEnum;
-    if s.trim().is_empty() {
-        return Ok(Transport::Auto);
+fn transport(source: &str, s: &str) -> Result<Transport, ConfigError> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "" | "auto" => Ok(Transport::Auto),
+        "streamable-http" => Ok(Transport::StreamableHttp),
+        "sse" => Ok(Transport::Sse),
+        _ => Err(bad_value(
+            source,
+            format!("`{s}` is not one of `auto`, `streamable-http`, `sse`"),
+        )),
     }
-    Transport::from_str(s.trim(), true).map_err(|_| format!("`{s}` is not one of `auto`, `streamable-http`, `sse`"))
+}
+
+/// The environment, as a lookup (tests pass their own).
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    /// A variable's value; empty or unset is `None`.
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// A boolean variable as clap read them: unset, empty, `0`, `false`, `no`, `off`, `n`,
+    /// `f` are false; anything else is true.
+    fn flag(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|v| {
+            !matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "0" | "false" | "no" | "off" | "n" | "f"
+            )
+        })
+    }
+}
+
+fn usage(message: impl Into<String>) -> ConfigError {
+    ConfigError::Usage(message.into())
+}
+
+fn bad_value(option: &str, problem: String) -> ConfigError {
+    usage(format!("{option}: {problem}"))
+}
+
+/// Where a flag's value came from, for the options that exclude each other.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+enum From {
+    #[default]
+    Unset,
+    Env,
+    Argv,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Command {
+    Proxy,
+    Login,
+    Logout,
+    Status,
+    Token,
+}
+
+impl Command {
+    fn named(name: &str) -> Option<Command> {
+        Some(match name {
+            "login" => Command::Login,
+            "logout" => Command::Logout,
+            "status" => Command::Status,
+            "token" => Command::Token,
+            _ => return None,
+        })
+    }
+}
+
+/// Two options that exclude each other: one given on the command line beats one from the
+/// environment; both from the same place is a usage error.
+fn exclusive(a: (&str, From), b: (&str, From)) -> Result<(bool, bool), ConfigError> {
+    match (a.1, b.1) {
+        (From::Argv, From::Argv) | (From::Env, From::Env) => {
+            Err(usage(format!("`{}` and `{}` cannot be used together", a.0, b.0)))
+        }
+        (From::Argv, From::Env) => Ok((true, false)),
+        (From::Env, From::Argv) => Ok((false, true)),
+        (x, y) => Ok((x != From::Unset, y != From::Unset)),
+    }
 }
 
 /// What the user asked for.
@@ -234,34 +276,350 @@ pub enum Invocation {
 
 /// Parse argv (without the program name) and the process environment.
 pub fn parse(argv: &[String]) -> Result<Invocation, ConfigError> {
-    let args = std::iter::once("authful-mcp-proxy".to_string()).chain(argv.iter().cloned());
-    let cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            return match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Ok(Invocation::Info(e.render().to_string())),
-                _ => Err(ConfigError::Usage(e.render().to_string().trim_end().to_string())),
+    parse_with(argv, &|name| std::env::var(name).ok())
+}
+
+fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Result<Invocation, ConfigError> {
+    let env = Env(lookup);
+    let mut o = Opts::default();
+    let mut command = Command::Proxy;
+    let mut url: Option<String> = None;
+    let (mut all, mut json) = (false, false);
+    // Values given on the command line; the environment fills in the rest below.
+    let mut given: Vec<&'static str> = Vec::new();
+    let (mut device, mut creds, mut no_resource) = (From::Unset, From::Unset, From::Unset);
+    let (mut silent, mut debug) = (false, false);
+
+    let mut p = lexopt::Parser::from_args(argv.iter());
+    while let Some(arg) = p.next().map_err(|e| usage(e.to_string()))? {
+        macro_rules! value {
+            ($name:literal) => {
+                take(&mut p, &mut given, $name)?
             };
         }
+        match arg {
+            Long("oidc-issuer-url") => o.oidc_issuer_url = Some(value!("--oidc-issuer-url")),
+            Long("oidc-client-id") => o.oidc_client_id = Some(value!("--oidc-client-id")),
+            Long("oidc-client-secret") => o.oidc_client_secret = Some(value!("--oidc-client-secret")),
+            Long("oidc-scopes") => o.oidc_scopes = Some(value!("--oidc-scopes")),
+            Long("oidc-redirect-url") => o.oidc_redirect_url = value!("--oidc-redirect-url"),
+            Long("auth-timeout") => o.auth_timeout = seconds("--auth-timeout", &value!("--auth-timeout"), 300)?,
+            Long("device-code") => device = From::Argv,
+            Long("client-credentials") => creds = From::Argv,
+            Long("resource") => o.resource = Some(value!("--resource")),
+            Long("no-resource") => no_resource = From::Argv,
+            Long("authorize-param") => o.authorize_params.push(value!("--authorize-param")),
+            Long("cache-dir") => o.cache_dir = Some(PathBuf::from(value!("--cache-dir").trim())),
+            Short('H') | Long("header") => o.headers.push(value!("--header")),
+            Long("transport") => o.transport = transport("--transport", &value!("--transport"))?,
+            Long("allow-http") => o.allow_http = true,
+            Long("ca-file") => o.ca_file = Some(PathBuf::from(value!("--ca-file").trim())),
+            Long("request-timeout") => {
+                o.request_timeout = seconds("--request-timeout", &value!("--request-timeout"), 0)?
+            }
+            Long("max-message-bytes") => {
+                o.max_message_bytes = bytes("--max-message-bytes", &value!("--max-message-bytes"))?
+            }
+            Long("no-banner") => o.no_banner = true,
+            Long("silent") => silent = true,
+            Long("debug") => debug = true,
+            Long("all") => all = true,
+            Long("json") => json = true,
+            Short('h') | Long("help") => return Ok(Invocation::Info(HELP.to_string())),
+            Short('V') | Long("version") => {
+                return Ok(Invocation::Info(format!(
+                    "authful-mcp-proxy {}\n",
+                    env!("CARGO_PKG_VERSION")
+                )))
+            }
+            Value(v) => {
+                let v = v.to_string_lossy().into_owned();
+                let first = command == Command::Proxy && url.is_none();
+                match Command::named(&v) {
+                    Some(c) if first => command = c,
+                    None if first && v == "help" => return Ok(Invocation::Info(HELP.to_string())),
+                    _ if url.is_none() => url = Some(v),
+                    _ => {
+                        return Err(usage(format!(
+                            "unexpected argument `{v}`: only one MCP server URL is taken"
+                        )))
+                    }
+                }
+            }
+            other => return Err(usage(other.unexpected().to_string())),
+        }
+    }
+
+    // The environment, for what the command line left unset.
+    let unset = |flag: &str| !given.contains(&flag);
+    let var = |name: &str, flag: &str| env.get(name).filter(|_| unset(flag));
+    for (slot, name, flag) in [
+        (&mut o.oidc_issuer_url, "OIDC_ISSUER_URL", "--oidc-issuer-url"),
+        (&mut o.oidc_client_id, "OIDC_CLIENT_ID", "--oidc-client-id"),
+        (&mut o.oidc_client_secret, "OIDC_CLIENT_SECRET", "--oidc-client-secret"),
+        (&mut o.oidc_scopes, "OIDC_SCOPES", "--oidc-scopes"),
+        (&mut o.resource, "MCP_PROXY_RESOURCE", "--resource"),
+    ] {
+        if unset(flag) {
+            *slot = env.get(name);
+        }
+    }
+    if let Some(v) = var("OIDC_REDIRECT_URL", "--oidc-redirect-url") {
+        o.oidc_redirect_url = v;
+    }
+    if let Some(v) = var("MCP_PROXY_AUTH_TIMEOUT", "--auth-timeout") {
+        o.auth_timeout = seconds("MCP_PROXY_AUTH_TIMEOUT", &v, 300)?;
+    }
+    if let Some(v) = var("MCP_PROXY_REQUEST_TIMEOUT", "--request-timeout") {
+        o.request_timeout = seconds("MCP_PROXY_REQUEST_TIMEOUT", &v, 0)?;
+    }
+    if let Some(v) = var("MCP_PROXY_MAX_MESSAGE_BYTES", "--max-message-bytes") {
+        o.max_message_bytes = bytes("MCP_PROXY_MAX_MESSAGE_BYTES", &v)?;
+    }
+    if let Some(v) = var("MCP_PROXY_TRANSPORT", "--transport") {
+        o.transport = transport("MCP_PROXY_TRANSPORT", &v)?;
+    }
+    if let Some(v) = var("MCP_PROXY_CACHE_DIR", "--cache-dir") {
+        o.cache_dir = Some(PathBuf::from(v.trim()));
+    }
+    if let Some(v) = var("MCP_PROXY_CA_FILE", "--ca-file") {
+        o.ca_file = Some(PathBuf::from(v.trim()));
+    }
+    o.allow_http |= env.flag("MCP_PROXY_ALLOW_HTTP");
+    if device == From::Unset && env.flag("MCP_PROXY_DEVICE_CODE") {
+        device = From::Env;
+    }
+    if creds == From::Unset && env.flag("MCP_PROXY_CLIENT_CREDENTIALS") {
+        creds = From::Env;
+    }
+    (o.device_code, o.client_credentials) = exclusive(("--device-code", device), ("--client-credentials", creds))?;
+    let resource = match (&o.resource, !unset("--resource")) {
+        (Some(_), true) => From::Argv,
+        (Some(_), false) => From::Env,
+        (None, _) => From::Unset,
     };
-    let debug_env = std::env::var("MCP_PROXY_DEBUG")
-        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
-        .unwrap_or(false);
-    let sub_url = match &cli.command {
-        Some(Command::Login { backend_url })
-        | Some(Command::Logout { backend_url, .. })
-        | Some(Command::Status { backend_url, .. })
-        | Some(Command::Token { backend_url }) => backend_url.clone(),
-        None => None,
-    };
-    let proxying = cli.command.is_none();
-    let config = Config::from_parts(sub_url.or(cli.backend_url), cli.opts, debug_env, proxying)?;
-    Ok(match cli.command {
-        None => Invocation::Proxy(config),
-        Some(Command::Login { .. }) => Invocation::Login(config),
-        Some(Command::Logout { all, .. }) => Invocation::Logout { config, all },
-        Some(Command::Status { json, .. }) => Invocation::Status { config, json },
-        Some(Command::Token { .. }) => Invocation::Token(config),
+    let (keep_resource, no) = exclusive(("--resource", resource), ("--no-resource", no_resource))?;
+    if !keep_resource {
+        o.resource = None;
+    }
+    o.no_resource = no;
+    if silent && debug {
+        return Err(usage("`--silent` and `--debug` cannot be used together"));
+    }
+    (o.silent, o.debug) = (silent, debug);
+    if all && command != Command::Logout {
+        return Err(usage("`--all` belongs to `logout`"));
+    }
+    if json && command != Command::Status {
+        return Err(usage("`--json` belongs to `status`"));
+    }
+
+    let debug_env = env
+        .get("MCP_PROXY_DEBUG")
+        .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+    let proxying = command == Command::Proxy;
+    let config = Config::from_parts(url.or_else(|| env.get("MCP_BACKEND_URL")), o, debug_env, proxying)?;
+    Ok(match command {
+        Command::Proxy => Invocation::Proxy(config),
+        Command::Login => Invocation::Login(config),
+        Command::Logout => Invocation::Logout { config, all },
+        Command::Status => Invocation::Status { config, json },
+        Command::Token => Invocation::Token(config),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{GrantKind, LogLevel};
+
+    const URL: &str = "https://mcp.example/mcp";
+
+    fn run(argv: &[&str], vars: &[(&str, &str)]) -> Result<Invocation, ConfigError> {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        parse_with(&argv, &move |name| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    fn proxy(argv: &[&str], vars: &[(&str, &str)]) -> Config {
+        match run(argv, vars) {
+            Ok(Invocation::Proxy(c)) => c,
+            other => panic!("expected a proxy config, got {other:?}"),
+        }
+    }
+
+    fn usage_error(argv: &[&str], vars: &[(&str, &str)]) -> String {
+        match run(argv, vars) {
+            Err(ConfigError::Usage(m)) => m,
+            other => panic!("expected a usage error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_original_defaults() {
+        let c = proxy(&[URL], &[("OIDC_ISSUER_URL", "https://idp.example")]);
+        let a = c.auth.unwrap();
+        assert_eq!(a.redirect_url.as_str(), "http://localhost:8080/auth/callback");
+        assert_eq!(a.scopes, ["openid", "profile", "email"]);
+        assert_eq!(a.auth_timeout.as_secs(), 300);
+        assert_eq!(a.grant, GrantKind::Auto);
+        assert_eq!(c.max_message_bytes, 64 << 20);
+        assert_eq!(c.request_timeout, None);
+        assert_eq!(c.transport, Transport::Auto);
+        assert!(c.banner);
+    }
+
+    #[test]
+    fn flags_win_over_the_environment_and_empty_variables_are_unset() {
+        let vars = [
+            ("OIDC_ISSUER_URL", "https://env-idp.example"),
+            ("OIDC_CLIENT_ID", "env-client"),
+            ("OIDC_SCOPES", ""),
+            ("MCP_PROXY_AUTH_TIMEOUT", "not a number"),
+            ("MCP_PROXY_TRANSPORT", "sse"),
+            ("MCP_BACKEND_URL", "https://env-backend.example/mcp"),
+        ];
+        let c = proxy(
+            &[
+                "--oidc-issuer-url=https://flag-idp.example",
+                "--auth-timeout",
+                "7",
+                "--transport",
+                "STREAMABLE-HTTP",
+                URL,
+            ],
+            &vars,
+        );
+        let a = c.auth.unwrap();
+        assert_eq!(a.issuer.unwrap().as_str(), "https://flag-idp.example/");
+        assert_eq!(a.client_id.as_deref(), Some("env-client"));
+        assert_eq!(
+            a.scopes,
+            ["openid", "profile", "email"],
+            "an empty OIDC_SCOPES is unset"
+        );
+        assert_eq!(
+            a.auth_timeout.as_secs(),
+            7,
+            "the flag wins; the bad variable is not read"
+        );
+        assert_eq!(c.transport, Transport::StreamableHttp);
+        assert_eq!(c.backend_url.unwrap().as_str(), URL);
+        // Without flags the environment counts, and a bad value there is named.
+        let m = usage_error(&[], &vars);
+        assert!(
+            m.contains("MCP_PROXY_AUTH_TIMEOUT") && m.contains("not a number"),
+            "{m}"
+        );
+        let c = proxy(
+            &[],
+            &[("MCP_BACKEND_URL", URL), ("OIDC_ISSUER_URL", "https://i.example")],
+        );
+        assert_eq!(c.backend_url.unwrap().as_str(), URL);
+    }
+
+    #[test]
+    fn boolean_variables_read_as_clap_did() {
+        let base = [("OIDC_ISSUER_URL", "https://i.example"), ("OIDC_CLIENT_ID", "c")];
+        for (value, want) in [
+            ("1", true),
+            ("true", true),
+            ("YES", true),
+            ("0", false),
+            ("off", false),
+            ("", false),
+        ] {
+            let mut vars = base.to_vec();
+            vars.push(("MCP_PROXY_DEVICE_CODE", value));
+            let grant = proxy(&[URL], &vars).auth.unwrap().grant;
+            assert_eq!(grant == GrantKind::Device, want, "MCP_PROXY_DEVICE_CODE={value}");
+        }
+    }
+
+    #[test]
+    fn options_that_exclude_each_other() {
+        let vars = [
+            ("OIDC_ISSUER_URL", "https://i.example"),
+            ("OIDC_CLIENT_ID", "c"),
+            ("OIDC_CLIENT_SECRET", "s"),
+        ];
+        let m = usage_error(&["--device-code", "--client-credentials", URL], &vars);
+        assert!(m.contains("--device-code") && m.contains("--client-credentials"), "{m}");
+        assert!(usage_error(&["--silent", "--debug", URL], &vars).contains("--silent"));
+        assert!(usage_error(&["--resource", URL, "--no-resource", URL], &vars).contains("--no-resource"));
+        // A flag beats the variable of the other option.
+        let mut with_env = vars.to_vec();
+        with_env.push(("MCP_PROXY_DEVICE_CODE", "1"));
+        let a = proxy(&["--client-credentials", URL], &with_env).auth.unwrap();
+        assert_eq!(a.grant, GrantKind::ClientCredentials);
+        with_env.push(("MCP_PROXY_RESOURCE", "https://r.example"));
+        let a = proxy(&["--no-resource", URL], &with_env).auth.unwrap();
+        assert!(a.no_resource && a.resource.is_none());
+        // Both from the environment: an error.
+        with_env.push(("MCP_PROXY_CLIENT_CREDENTIALS", "true"));
+        assert!(usage_error(&[URL], &with_env).contains("cannot be used together"));
+    }
+
+    #[test]
+    fn commands_urls_and_repeated_options() {
+        let vars = [("OIDC_ISSUER_URL", "https://i.example")];
+        assert!(matches!(
+            run(&["status", "--json", URL], &vars),
+            Ok(Invocation::Status { json: true, .. })
+        ));
+        assert!(matches!(
+            run(&["--debug", "logout", "--all"], &vars),
+            Ok(Invocation::Logout { all: true, .. })
+        ));
+        assert!(matches!(run(&["login", URL], &vars), Ok(Invocation::Login(_))));
+        assert!(matches!(run(&["token"], &vars), Ok(Invocation::Token(_))));
+        // A URL first: a later `login` is a second URL, not a command.
+        assert!(usage_error(&[URL, "login"], &vars).contains("`login`"));
+        assert!(usage_error(&["--json", URL], &vars).contains("status"));
+        assert!(usage_error(&["login", "--all"], &vars).contains("logout"));
+        let c = proxy(
+            &[
+                "-H",
+                "X-A: 1",
+                "--header=X-B: 2",
+                "-HX-C:3",
+                "--authorize-param",
+                "audience=api",
+                URL,
+            ],
+            &vars,
+        );
+        let names: Vec<&str> = c.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["X-A", "X-B", "X-C"]);
+        assert_eq!(
+            c.auth.unwrap().authorize_params,
+            [("audience".to_string(), "api".to_string())]
+        );
+        let c = proxy(&["--silent", URL], &vars);
+        assert_eq!(c.log, LogLevel::Silent);
+    }
+
+    #[test]
+    fn help_version_and_unknown_options() {
+        for argv in [&["--help"][..], &["-h"], &["help"], &["status", "--help"]] {
+            match run(argv, &[]) {
+                Ok(Invocation::Info(text)) => {
+                    assert!(text.contains("Usage: authful-mcp-proxy") && text.contains("OIDC_ISSUER_URL"))
+                }
+                other => panic!("{argv:?}: {other:?}"),
+            }
+        }
+        match run(&["-V"], &[]) {
+            Ok(Invocation::Info(text)) => {
+                assert_eq!(text, format!("authful-mcp-proxy {}\n", env!("CARGO_PKG_VERSION")))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(usage_error(&["--frobnicate", URL], &[]).contains("--frobnicate"));
+        assert!(usage_error(&["--no-banner=yes", URL], &[]).contains("--no-banner"));
+        assert!(usage_error(&[URL, "--oidc-client-id"], &[]).contains("--oidc-client-id"));
+        assert!(usage_error(&["--max-message-bytes", "lots", URL], &[]).contains("--max-message-bytes"));
+    }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use url::Url;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Transport {
     /// Streamable HTTP, falling back to HTTP+SSE when the first initialize gets 400/404/405.
     #[default]
@@ -145,7 +145,7 @@ impl AuthConfig {
 impl ConfigError {
     pub fn hint(&self) -> Option<String> {
         Some(match self {
-            ConfigError::Usage(_) => return None,
+            ConfigError::Usage(_) => "run `authful-mcp-proxy --help` to see the commands and options".into(),
             ConfigError::MissingBackend => {
                 "pass the remote MCP server URL as the first argument, or set `MCP_BACKEND_URL`".into()
             }
