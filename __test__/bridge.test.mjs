@@ -558,6 +558,47 @@ describe('stdio framing and lifecycle', () => {
     }
   });
 
+  // The proxy reads and writes stdio in one of three ways: a Node parent gives it sockets
+  // (read on the runtime, written directly when that cannot block), a shell pipeline gives
+  // it pipes (read on a thread, written directly while the pipe is empty), and
+  // AUTHFUL_STDIO_THREADS=1 forces the two threads. The same traffic must come through each
+  // whole and in order.
+  const stdioWays = [
+    { name: 'sockets from a Node parent', stdin: 'a socket, read on the bridge', stdout: 'stdout: a socket, written directly' },
+    { name: 'pipes in a shell pipeline', via: ['sh', '-c', 'cat | "$0" "$@" | cat'], stdin: 'stdin: read on a thread', stdout: 'stdout: a pipe, written directly' },
+    { name: 'AUTHFUL_STDIO_THREADS=1', env: { AUTHFUL_STDIO_THREADS: '1' }, stdin: 'stdin: read on a thread', stdout: 'stdout: written on a thread' },
+  ];
+  for (const way of stdioWays) {
+    test(`stdio through ${way.name}: 300 pipelined calls and a 3 MiB result arrive whole and in order`, T, async () => {
+      const p = rawDriver(proxyArgs(backend.url, ['--debug']), { env: childEnv(way.env), via: way.via });
+      try {
+        await p.initialize();
+        assert.ok(p.stderr().includes(way.stdin), `stdin path (${way.stdin}):\n${p.stderr()}`);
+        assert.ok(p.stderr().includes(way.stdout), `stdout path (${way.stdout}):\n${p.stderr()}`);
+        // One write with 300 requests in it; answers come as the backend finishes them.
+        const lines = [];
+        for (let i = 0; i < 300; i++) {
+          lines.push(JSON.stringify({ jsonrpc: '2.0', id: `p${i}`, method: 'tools/call', params: { name: 'echo', arguments: { text: `n${i}` } } }));
+        }
+        p.child.stdin.write(`${lines.join('\n')}\n`);
+        const bytes = 3 * 1024 * 1024;
+        const big = p.call('big', { bytes }, 20_000);
+        const answers = await within(Promise.all(lines.map((_, i) => p.next((m) => m.id === `p${i}`, 20_000, `answer p${i}`))), 25_000, '300 answers');
+        answers.forEach((a, i) => assert.equal(textOf(a.result), `n${i}`));
+        const b = await big;
+        assert.equal(textOf(b.result).length, bytes);
+        assert.ok(/^x+$/.test(textOf(b.result)), 'the big text arrived unchanged');
+        assert.equal(p.messages.filter((m) => typeof m.id === 'string' && m.id.startsWith('p')).length, 300, 'each answer once');
+        p.assertClean();
+        p.child.stdin.end();
+        const { code } = await within(p.exited, 5_000, 'exit after EOF');
+        assert.equal(code, 0, p.stderr());
+      } finally {
+        await p.close();
+      }
+    });
+  }
+
   test('stdin EOF: the session is DELETEd and the process exits 0 within 3 s', T, async () => {
     const p = rawProxy(proxyArgs(backend.url));
     try {

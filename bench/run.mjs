@@ -203,6 +203,8 @@ function addonInfo(overridePath) {
 function childEnv(extra = {}) {
   const env = { ...getDefaultEnvironment(), ...extra };
   for (const k of Object.keys(env)) if (/^(MCP_|OIDC_|NAPI_RS_)/.test(k) && !(k in extra)) delete env[k];
+  // Internal switches of the proxy (AUTHFUL_STDIO_THREADS=1, say) reach it for A/B runs.
+  for (const [k, v] of Object.entries(process.env)) if (k.startsWith('AUTHFUL_') && !(k in env)) env[k] = v;
   return env;
 }
 

@@ -99,12 +99,8 @@ async fn proxy(config: Config) -> Result<ExitCode, Error> {
         tracing::info!("authful-mcp-proxy {} → {} ({login})", env!("CARGO_PKG_VERSION"), url);
     }
     stdio::make_blocking();
-    let out = stdio::Out::spawn(std::io::stdout(), crate::shutdown::trigger);
+    let out = stdio::Out::stdout(crate::shutdown::trigger);
     let conn = Arc::new(Conn::new(&config, http, url, auth, out));
-    let input = stdio::spawn_reader(
-        std::io::BufReader::with_capacity(1 << 16, std::io::stdin()),
-        config.max_message_bytes,
-    );
     // The bridge runs on a runtime of its own with one thread: its tasks hand messages to
     // each other all the time, and on one thread that costs no cross-thread wake-ups.
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -113,7 +109,10 @@ async fn proxy(config: Config) -> Result<ExitCode, Error> {
         .spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
             match rt {
-                Ok(rt) => rt.block_on(bridge::run(&config, conn, input)),
+                Ok(rt) => rt.block_on(async {
+                    let input = stdio::stdin(config.max_message_bytes);
+                    bridge::run(&config, conn, input).await
+                }),
                 Err(e) => tracing::error!("cannot start the bridge: {e}"),
             }
             let _ = done_tx.send(());

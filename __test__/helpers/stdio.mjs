@@ -27,11 +27,14 @@ export function within(promise, ms, what = 'operation') {
  * @param {Set<number>} [opts.pids]         the child's pid is in here until it exits
  * @param {{name: string, version: string}} [opts.clientInfo]  sent by initialize()
  * @param {number} [opts.badLineChars=Infinity]  how much of a bad line `bad` keeps
+ * @param {string[]} [opts.via]             run `via[0] ...via[1..] node <argv>` instead (a shell
+ *                                          that puts the proxy into a pipeline, say)
  */
 export function rawProxy(argv, {
-  env, uid, gid, cwd, pids, clientInfo = { name: 'raw-driver', version: '1.0.0' }, badLineChars = Infinity,
+  env, uid, gid, cwd, pids, clientInfo = { name: 'raw-driver', version: '1.0.0' }, badLineChars = Infinity, via,
 } = {}) {
-  const child = spawn(process.execPath, argv, {
+  const [cmd, ...args] = via ? [...via, process.execPath, ...argv] : [process.execPath, ...argv];
+  const child = spawn(cmd, args, {
     stdio: ['pipe', 'pipe', 'pipe'], env, ...(uid !== undefined && { uid, gid }), cwd,
   });
   pids?.add(child.pid);
