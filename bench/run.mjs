@@ -31,6 +31,7 @@
 // bench/results/latest.json, which the next run compares the proxy column with.
 
 import { fork, execFile, execFileSync } from 'node:child_process';
+import { connect } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { setMaxListeners } from 'node:events';
 import {
@@ -391,6 +392,57 @@ const fmtRatio = (x) => (Number.isFinite(x) ? `${x < 10 ? x.toFixed(2) : x.toFix
 const pad = (s, n) => String(s).padStart(n);
 const padEnd = (s, n) => String(s).padEnd(n);
 
+/**
+ * The bare loopback HTTP round trip to the instant backend: one kept-alive socket, a fixed
+ * request written whole, the answer read by its Content-Length, no HTTP library. Floor plus
+ * this is the least any stdio proxy in front of this backend can cost per call.
+ */
+async function rawRoundTrip(url, token, n) {
+  const u = new URL(url);
+  const sock = connect({ host: u.hostname, port: Number(u.port) });
+  await new Promise((res, rej) => { sock.once('connect', res); sock.once('error', rej); });
+  sock.setNoDelay(true);
+  let buf = Buffer.alloc(0);
+  let want = null;
+  let waiter = null;
+  sock.on('data', (d) => {
+    buf = Buffer.concat([buf, d]);
+    const end = buf.indexOf('\r\n\r\n');
+    if (end < 0 || !waiter) return;
+    const head = buf.subarray(0, end).toString('latin1');
+    const len = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? NaN);
+    if (!Number.isFinite(len)) { waiter.rej(new Error('no Content-Length from the instant backend')); return; }
+    if (buf.length < end + 4 + len) return;
+    const body = buf.subarray(end + 4, end + 4 + len).toString();
+    buf = buf.subarray(end + 4 + len);
+    const w = waiter;
+    waiter = null;
+    w.res({ head, body });
+  });
+  const post = (body, sid) => new Promise((res, rej) => {
+    waiter = { res, rej };
+    const b = Buffer.from(body);
+    sock.write(`POST ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\nAuthorization: Bearer ${token}\r\n`
+      + 'Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n'
+      + `${sid ? `Mcp-Session-Id: ${sid}\r\n` : ''}Content-Length: ${b.length}\r\n\r\n${body}`);
+  });
+  try {
+    const init = await post(JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'bench-raw', version: '1' } } }));
+    const sid = /\r\nmcp-session-id: *([^\r]+)/i.exec(init.head)?.[1];
+    const call = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: {} } });
+    const times = [];
+    for (let i = 0; i < n + 30; i++) {
+      const t = now();
+      const r = await post(call, sid);
+      if (!r.body.includes('"result"')) throw new Error(`raw round trip: unexpected answer ${r.body.slice(0, 200)}`);
+      if (i >= 30) times.push(now() - t);
+    }
+    return median(times);
+  } finally {
+    sock.destroy();
+  }
+}
+
 function printTable(title, cols, med) {
   // med[column][metric] = median value
   say(title);
@@ -425,7 +477,10 @@ function targets(med) {
   if (I?.proxy) {
     const p = I.proxy;
     add('instant', 'call p50 ≤ 1.0 ms', p.p50, p.p50 <= 1.0, `${fmt(p.p50, 3)} ms`);
-    if (I.direct) add('instant', 'call p50 < 0.4× direct', ratio(p.p50, I.direct.p50), ratio(p.p50, I.direct.p50) < 0.4, fmtRatio(ratio(p.p50, I.direct.p50)));
+    if (I.direct) {
+      const bound = Number.isFinite(I.rtt) && I.floor ? ` (floor + bare HTTP round trip: ${fmtRatio(ratio(I.floor.p50 + I.rtt, I.direct.p50))})` : '';
+      add('instant', 'call p50 < 0.4× direct', ratio(p.p50, I.direct.p50), ratio(p.p50, I.direct.p50) < 0.4, `${fmtRatio(ratio(p.p50, I.direct.p50))}${bound}`);
+    }
     if (I.floor) add('instant', 'call p50 within 0.7 ms of the floor', p.p50 - I.floor.p50, p.p50 - I.floor.p50 <= 0.7, `+${fmt(p.p50 - I.floor.p50, 3)} ms`);
     if (I.direct) add('instant', 'throughput ≥ 2× direct', ratio(p.tput, I.direct.tput), ratio(p.tput, I.direct.tput) >= 2, fmtRatio(ratio(p.tput, I.direct.tput)));
   }
@@ -566,6 +621,11 @@ async function main() {
       raw[b][c].push(r);
       note(`run ${rep + 1}/${CFG.runs} ${padEnd(`${c}@${b}`, 20)} init ${fmt(r.initMs, 1)} ms  p50 ${fmt(r.p50, 3)} ms  p99 ${fmt(r.p99, 2)} ms  ${fmt(r.tput, 0)}/s  1MiB ${fmt(r.bigMs, 2)} ms  rss ${fmt(r.rssMiB, 1)} MiB  exit ${fmt(r.exitMs, 1)} ms`);
     }
+    if (CFG.backends.includes('instant')) {
+      const rtt = await rawRoundTrip(ctx.instantUrl, token, CFG.seq);
+      (raw.rtt ??= []).push(rtt);
+      note(`run ${rep + 1}/${CFG.runs} ${padEnd('raw HTTP@instant', 20)} p50 ${fmt(rtt, 3)} ms`);
+    }
   }
 
   // Medians; the floor joins both backends' tables.
@@ -582,8 +642,17 @@ async function main() {
     instant: 'instant backend (node:http, fixed answers, bearer presence only)',
     sdk: `SDK backend (examples/backend.mjs, JWT validated per request, ${ready.sdkMode === 'sse' ? 'SSE' : 'JSON'} responses)`,
   };
+  const rtt = median(raw.rtt ?? []);
+  if (med.instant) med.instant.rtt = rtt;
   for (const b of CFG.backends) {
     printTable(`${titles[b] ?? b} — medians of ${CFG.runs} runs`, columns, med[b]);
+    const I = med[b];
+    if (b === 'instant' && Number.isFinite(rtt) && I.floor) {
+      const bound = I.floor.p50 + rtt;
+      say(`bare loopback HTTP round trip to this backend (kept-alive socket, no HTTP library): ${fmt(rtt, 3)} ms p50;`);
+      say(`floor + that = ${fmt(bound, 3)} ms${I.direct ? ` = ${fmtRatio(ratio(bound, I.direct.p50))} direct` : ''}: the least a stdio proxy can cost per call here.`);
+      if (I.proxy) say(`The proxy's own share of a call: ${fmt(I.proxy.p50 - bound, 3)} ms.`);
+    }
     say('');
   }
   say('floor: the same instant stdio server in both tables. direct: no process, so its "spawn → initialize" is the');

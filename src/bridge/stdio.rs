@@ -267,7 +267,7 @@ fn finish(mut line: Vec<u8>, seen: usize, max: usize) -> Option<Input> {
 enum OutMsg {
     /// One message; the writer adds the newline.
     Line(bytes::Bytes),
-    /// The unwritten rest of a message whose start went out directly, newline included.
+    /// Bytes written as they are: the rest of a message whose start went out directly.
     Rest(bytes::Bytes),
     Flush(std::sync::mpsc::SyncSender<()>),
 }
@@ -368,20 +368,23 @@ impl Out {
         };
         // The lock keeps direct writes and queueing in one order across threads.
         let _order = d.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let rest = match d.try_write(&line) {
-            Some(n) if n > line.len() => return,
-            Some(n) if n == line.len() => OutMsg::Rest(bytes::Bytes::from_static(b"\n")),
-            Some(n) if n > 0 => {
-                // Rare: the socket took part of it. The writer thread sends the rest.
-                let mut rest = Vec::with_capacity(line.len() - n + 1);
-                rest.extend_from_slice(&line[n..]);
-                rest.push(b'\n');
-                OutMsg::Rest(rest.into())
+        match d.try_write(&line) {
+            Some(n) if n > line.len() => {}
+            Some(n) => {
+                // The socket took part of it (a large message): the writer thread sends the
+                // rest, without a copy, and the newline.
+                if n < line.len() {
+                    d.queue();
+                    let _ = self.tx.send(OutMsg::Rest(line.slice(n..)));
+                }
+                d.queue();
+                let _ = self.tx.send(OutMsg::Rest(bytes::Bytes::from_static(b"\n")));
             }
-            _ => OutMsg::Line(line),
-        };
-        d.queue();
-        let _ = self.tx.send(rest);
+            None => {
+                d.queue();
+                let _ = self.tx.send(OutMsg::Line(line));
+            }
+        }
     }
 
     /// Write one JSON value as a compact line.
