@@ -214,9 +214,8 @@ fn bad_value(option: &str, problem: String) -> ConfigError {
 }
 
 /// Where a flag's value came from, for the options that exclude each other.
-#[derive(Clone, Copy, PartialEq, Eq, Default)]
-enum From {
-    #[default]
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
     Unset,
     Env,
     Argv,
@@ -245,14 +244,14 @@ impl Command {
 
 /// Two options that exclude each other: one given on the command line beats one from the
 /// environment; both from the same place is a usage error.
-fn exclusive(a: (&str, From), b: (&str, From)) -> Result<(bool, bool), ConfigError> {
+fn exclusive(a: (&str, Source), b: (&str, Source)) -> Result<(bool, bool), ConfigError> {
     match (a.1, b.1) {
-        (From::Argv, From::Argv) | (From::Env, From::Env) => {
+        (Source::Argv, Source::Argv) | (Source::Env, Source::Env) => {
             Err(usage(format!("`{}` and `{}` cannot be used together", a.0, b.0)))
         }
-        (From::Argv, From::Env) => Ok((true, false)),
-        (From::Env, From::Argv) => Ok((false, true)),
-        (x, y) => Ok((x != From::Unset, y != From::Unset)),
+        (Source::Argv, Source::Env) => Ok((true, false)),
+        (Source::Env, Source::Argv) => Ok((false, true)),
+        (x, y) => Ok((x != Source::Unset, y != Source::Unset)),
     }
 }
 
@@ -287,7 +286,7 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
     let (mut all, mut json) = (false, false);
     // Values given on the command line; the environment fills in the rest below.
     let mut given: Vec<&'static str> = Vec::new();
-    let (mut device, mut creds, mut no_resource) = (From::Unset, From::Unset, From::Unset);
+    let (mut device, mut creds, mut no_resource) = (Source::Unset, Source::Unset, Source::Unset);
     let (mut silent, mut debug) = (false, false);
 
     let mut p = lexopt::Parser::from_args(argv.iter());
@@ -304,10 +303,10 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
             Long("oidc-scopes") => o.oidc_scopes = Some(value!("--oidc-scopes")),
             Long("oidc-redirect-url") => o.oidc_redirect_url = value!("--oidc-redirect-url"),
             Long("auth-timeout") => o.auth_timeout = seconds("--auth-timeout", &value!("--auth-timeout"), 300)?,
-            Long("device-code") => device = From::Argv,
-            Long("client-credentials") => creds = From::Argv,
+            Long("device-code") => device = Source::Argv,
+            Long("client-credentials") => creds = Source::Argv,
             Long("resource") => o.resource = Some(value!("--resource")),
-            Long("no-resource") => no_resource = From::Argv,
+            Long("no-resource") => no_resource = Source::Argv,
             Long("authorize-param") => o.authorize_params.push(value!("--authorize-param")),
             Long("cache-dir") => o.cache_dir = Some(PathBuf::from(value!("--cache-dir").trim())),
             Short('H') | Long("header") => o.headers.push(value!("--header")),
@@ -386,17 +385,17 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
         o.ca_file = Some(PathBuf::from(v.trim()));
     }
     o.allow_http |= env.flag("MCP_PROXY_ALLOW_HTTP");
-    if device == From::Unset && env.flag("MCP_PROXY_DEVICE_CODE") {
-        device = From::Env;
+    if device == Source::Unset && env.flag("MCP_PROXY_DEVICE_CODE") {
+        device = Source::Env;
     }
-    if creds == From::Unset && env.flag("MCP_PROXY_CLIENT_CREDENTIALS") {
-        creds = From::Env;
+    if creds == Source::Unset && env.flag("MCP_PROXY_CLIENT_CREDENTIALS") {
+        creds = Source::Env;
     }
     (o.device_code, o.client_credentials) = exclusive(("--device-code", device), ("--client-credentials", creds))?;
     let resource = match (&o.resource, !unset("--resource")) {
-        (Some(_), true) => From::Argv,
-        (Some(_), false) => From::Env,
-        (None, _) => From::Unset,
+        (Some(_), true) => Source::Argv,
+        (Some(_), false) => Source::Env,
+        (None, _) => Source::Unset,
     };
     let (keep_resource, no) = exclusive(("--resource", resource), ("--no-resource", no_resource))?;
     if !keep_resource {
