@@ -147,11 +147,33 @@ impl Default for Opts {
 }
 
 /// The value of an option that takes one, noted as given on the command line.
+/// A value that starts with `-` must be attached (`--x=-v`): given separately it is far more
+/// likely a forgotten value followed by the next option (`--oidc-client-id --debug`).
 fn take(p: &mut lexopt::Parser, given: &mut Vec<&'static str>, name: &'static str) -> Result<String, ConfigError> {
     given.push(name);
-    let v = p.value().map_err(|e| usage(e.to_string()))?;
+    let v = match p.optional_value() {
+        Some(attached) => attached,
+        None => {
+            let v = p.value().map_err(|e| usage(e.to_string()))?;
+            if v.len() > 1 && v.to_string_lossy().starts_with('-') {
+                return Err(bad_value(
+                    name,
+                    format!(
+                        "needs a value, not the option `{}` (write `{name}={}` for a value that starts with `-`)",
+                        v.to_string_lossy(),
+                        v.to_string_lossy()
+                    ),
+                ));
+            }
+            v
+        }
+    };
+    utf8(name, v)
+}
+
+fn utf8(what: &str, v: std::ffi::OsString) -> Result<String, ConfigError> {
     v.into_string()
-        .map_err(|v| bad_value(name, format!("`{}` is not valid UTF-8", v.to_string_lossy())))
+        .map_err(|v| bad_value(what, format!("`{}` is not valid UTF-8", v.to_string_lossy())))
 }
 
 // For the numeric options an empty value means "not set" (the default), not an error.
@@ -193,8 +215,8 @@ impl Env<'_> {
         (self.0)(name).filter(|v| !v.trim().is_empty())
     }
 
-    /// A boolean variable as clap read them: unset, empty, `0`, `false`, `no`, `off`, `n`,
-    /// `f` are false; anything else is true.
+    /// A boolean variable: unset, empty, `0`, `false`, `no`, `off`, `n`, `f` (any case) are
+    /// false; anything else is true.
     fn flag(&self, name: &str) -> bool {
         self.get(name).is_some_and(|v| {
             !matches!(
@@ -332,7 +354,7 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
                 )))
             }
             Value(v) => {
-                let v = v.to_string_lossy().into_owned();
+                let v = utf8("the MCP server URL", v)?;
                 let first = command == Command::Proxy && url.is_none();
                 match Command::named(&v) {
                     Some(c) if first => command = c,
@@ -520,7 +542,7 @@ mod tests {
     }
 
     #[test]
-    fn boolean_variables_read_as_clap_did() {
+    fn boolean_variables_take_the_usual_spellings() {
         let base = [("OIDC_ISSUER_URL", "https://i.example"), ("OIDC_CLIENT_ID", "c")];
         for (value, want) in [
             ("1", true),
@@ -620,5 +642,11 @@ mod tests {
         assert!(usage_error(&["--no-banner=yes", URL], &[]).contains("--no-banner"));
         assert!(usage_error(&[URL, "--oidc-client-id"], &[]).contains("--oidc-client-id"));
         assert!(usage_error(&["--max-message-bytes", "lots", URL], &[]).contains("--max-message-bytes"));
+        // A forgotten value: the next option is not taken as one; attached, a dash is fine.
+        let m = usage_error(&["--oidc-client-id", "--debug", URL], &[]);
+        assert!(m.contains("--oidc-client-id") && m.contains("--debug"), "{m}");
+        let vars = [("OIDC_ISSUER_URL", "https://i.example")];
+        let c = proxy(&["--oidc-client-id=-dash-id", URL], &vars);
+        assert_eq!(c.auth.unwrap().client_id.as_deref(), Some("-dash-id"));
     }
 }
