@@ -146,7 +146,8 @@ impl<R: BufRead> LineReader<R> {
             let buf = match self.inner.fill_buf() {
                 Ok(b) => b,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => return self.split.end().unwrap_or(Input::Eof),
+                // A read error ends the input; a half-read line is not a message.
+                Err(_) => return Input::Eof,
             };
             if buf.is_empty() {
                 // EOF: a last line without a newline still counts.
@@ -347,7 +348,7 @@ impl Out {
                         broken = true;
                     }
                     if let Some(d) = &queued {
-                        d.written(written);
+                        d.written(written, broken);
                     }
                     if broken {
                         if let Some(f) = on_broken.take() {
@@ -430,7 +431,7 @@ impl Out {
 
 /// Direct writes to stdout from the sending thread (see [`Out`]).
 mod direct {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Mutex;
 
     #[derive(Clone, Copy)]
@@ -438,10 +439,10 @@ mod direct {
         /// A socket: `MSG_DONTWAIT` makes this one write non-blocking, whatever the flags.
         #[cfg(unix)]
         Socket,
-        /// A pipe of this capacity: a write of at most that much into an empty pipe never
-        /// blocks (we are its only writer).
+        /// A pipe: a write of at most its capacity into it while it is empty never blocks (we
+        /// are its only writer). The capacity is asked each time: the reader may change it.
         #[cfg(target_os = "linux")]
-        Pipe(usize),
+        Pipe,
     }
 
     pub struct Direct {
@@ -451,6 +452,8 @@ mod direct {
         kind: Kind,
         /// Messages handed to the writer thread and not yet flushed by it.
         queued: AtomicUsize,
+        /// The writer thread could not write (client gone).
+        broken: AtomicBool,
         pub lock: Mutex<()>,
     }
 
@@ -475,12 +478,24 @@ mod direct {
                     return None;
                 }
                 match st.st_mode & libc::S_IFMT {
-                    libc::S_IFSOCK => Kind::Socket,
+                    libc::S_IFSOCK => {
+                        // Node ignores SIGPIPE; on macOS, where sendmsg has no MSG_NOSIGNAL,
+                        // do not depend on the host for that.
+                        #[cfg(any(target_os = "macos", target_os = "ios"))]
+                        {
+                            let on: libc::c_int = 1;
+                            libc::setsockopt(
+                                fd,
+                                libc::SOL_SOCKET,
+                                libc::SO_NOSIGPIPE,
+                                (&on as *const libc::c_int).cast(),
+                                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                            );
+                        }
+                        Kind::Socket
+                    }
                     #[cfg(target_os = "linux")]
-                    libc::S_IFIFO => match libc::fcntl(fd, libc::F_GETPIPE_SZ) {
-                        n if n > 0 => Kind::Pipe(n as usize),
-                        _ => return None,
-                    },
+                    libc::S_IFIFO if libc::fcntl(fd, libc::F_GETPIPE_SZ) > 0 => Kind::Pipe,
                     _ => return None,
                 }
             };
@@ -488,6 +503,7 @@ mod direct {
                 fd,
                 kind,
                 queued: AtomicUsize::new(0),
+                broken: AtomicBool::new(false),
                 lock: Mutex::new(()),
             })
         }
@@ -497,7 +513,7 @@ mod direct {
                 #[cfg(unix)]
                 Kind::Socket => "a socket",
                 #[cfg(target_os = "linux")]
-                Kind::Pipe(_) => "a pipe",
+                Kind::Pipe => "a pipe",
             }
         }
 
@@ -505,8 +521,13 @@ mod direct {
             self.queued.fetch_add(1, Ordering::AcqRel);
         }
 
-        /// The writer thread flushed `n` queued messages.
-        pub fn written(&self, n: usize) {
+        /// The writer thread flushed `n` queued messages, or gave up (`broken`): then nothing
+        /// more goes out directly either, or later lines could reach the client without the
+        /// ones the writer lost.
+        pub fn written(&self, n: usize, broken: bool) {
+            if broken {
+                self.broken.store(true, Ordering::Release);
+            }
             self.queued.fetch_sub(n, Ordering::AcqRel);
         }
 
@@ -514,7 +535,7 @@ mod direct {
         /// the bytes written (`line.len() + 1` is all of it), or `None` when nothing was tried.
         /// Call with `lock` held.
         pub fn try_write(&self, line: &[u8]) -> Option<usize> {
-            if self.queued.load(Ordering::Acquire) != 0 {
+            if self.queued.load(Ordering::Acquire) != 0 || self.broken.load(Ordering::Acquire) {
                 return None;
             }
             #[cfg(unix)]
@@ -545,11 +566,13 @@ mod direct {
                         }
                     }
                     #[cfg(target_os = "linux")]
-                    Kind::Pipe(capacity) => {
+                    Kind::Pipe => {
                         let mut unread: libc::c_int = 0;
-                        // SAFETY: FIONREAD into an owned int; writev over valid iovecs.
+                        // SAFETY: fcntl/FIONREAD into an owned int; writev over valid iovecs.
                         unsafe {
-                            if line.len() + 1 > capacity
+                            let capacity = libc::fcntl(self.fd, libc::F_GETPIPE_SZ);
+                            if capacity <= 0
+                                || line.len() + 1 > capacity as usize
                                 || libc::ioctl(self.fd, libc::FIONREAD, &mut unread) != 0
                                 || unread != 0
                             {
@@ -660,8 +683,21 @@ mod tests {
         unsafe { libc::read(r, buf.as_mut_ptr().cast(), buf.len()) };
         d.queue();
         assert_eq!(d.try_write(b"f"), None, "not while the writer thread has lines queued");
-        d.written(1);
+        d.written(1, false);
         assert_eq!(d.try_write(&vec![b'x'; 8 << 20]), None, "not more than the pipe holds");
+        // The reader may shrink the pipe after the start: the capacity is asked each time.
+        // SAFETY: F_SETPIPE_SZ on our own pipe.
+        assert!(unsafe { libc::fcntl(w, libc::F_SETPIPE_SZ, 4096) } > 0);
+        assert_eq!(d.try_write(&[b'x'; 5000]), None, "a line larger than the shrunk pipe");
+        assert_eq!(d.try_write(b"fits"), Some(5));
+        // SAFETY: as above.
+        unsafe { libc::read(r, buf.as_mut_ptr().cast(), buf.len()) };
+        d.written(0, true);
+        assert_eq!(
+            d.try_write(b"g"),
+            None,
+            "nothing directly once the writer thread gave up"
+        );
         // SAFETY: closing our own descriptors.
         unsafe {
             libc::close(r);
