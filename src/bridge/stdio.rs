@@ -45,6 +45,16 @@ fn threads_only() -> bool {
     std::env::var_os("AUTHFUL_STDIO_THREADS").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
+/// The file type bits (`S_IFSOCK`, `S_IFIFO`, ...) of a descriptor, if `fstat` works on it.
+#[cfg(unix)]
+fn file_type(fd: i32) -> Option<libc::mode_t> {
+    // SAFETY: fstat into a zeroed, owned buffer.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        (libc::fstat(fd, &mut st) == 0).then_some(st.st_mode & libc::S_IFMT)
+    }
+}
+
 /// The client's messages from stdin, size-limited lines (see [`Splitter`]).
 ///
 /// When stdin is a socket (what a Node parent gives its child) the lines are read on the
@@ -192,12 +202,7 @@ mod socket {
     /// # Safety
     /// `fd` must stay open, and refer to the same socket, until the task has ended.
     pub unsafe fn spawn_fd(fd: RawFd, max: usize) -> Option<mpsc::Receiver<Input>> {
-        // SAFETY: fstat into a zeroed, owned buffer.
-        let is_socket = unsafe {
-            let mut st: libc::stat = std::mem::zeroed();
-            libc::fstat(fd, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFSOCK
-        };
-        if !is_socket {
+        if super::file_type(fd) != Some(libc::S_IFSOCK) {
             return None;
         }
         // SAFETY: upheld by the caller.
@@ -471,13 +476,9 @@ mod direct {
         /// Direct writes to `fd`, if it is a socket or (on Linux) a pipe.
         #[cfg(unix)]
         pub fn probe(fd: i32) -> Option<Direct> {
-            // SAFETY: fstat/fcntl on a descriptor we were given, with a zeroed, owned buffer.
+            // SAFETY: setsockopt/fcntl on a descriptor we were given, with owned arguments.
             let kind = unsafe {
-                let mut st: libc::stat = std::mem::zeroed();
-                if libc::fstat(fd, &mut st) != 0 {
-                    return None;
-                }
-                match st.st_mode & libc::S_IFMT {
+                match super::file_type(fd)? {
                     libc::S_IFSOCK => {
                         // Node ignores SIGPIPE; on macOS, where sendmsg has no MSG_NOSIGNAL,
                         // do not depend on the host for that.
