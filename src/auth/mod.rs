@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod callback;
+pub mod client_auth;
 pub mod discovery;
 pub mod grant;
 pub mod registration;
