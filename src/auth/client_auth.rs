@@ -58,7 +58,9 @@ impl ClientKey {
 
     pub fn from_pem(pem: &[u8], kid: Option<String>) -> Result<ClientKey, String> {
         let der = PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
-            rustls_pki_types::pem::Error::NoItemsFound => "it holds no PEM private key (an encrypted key must be decrypted first)".to_string(),
+            rustls_pki_types::pem::Error::NoItemsFound => {
+                "it holds no PEM private key (an encrypted key must be decrypted first)".to_string()
+            }
             other => format!("not a PEM private key: {other}"),
         })?;
         let rejected = |e: ring::error::KeyRejected| format!("the key is not usable: {e}");
@@ -178,11 +180,7 @@ impl ClientKey {
         if let Some(t) = typ {
             header["typ"] = t.into();
         }
-        let input = format!(
-            "{}.{}",
-            B64.encode(header.to_string()),
-            B64.encode(claims.to_string())
-        );
+        let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
         let sig = self.sign(input.as_bytes())?;
         Ok(Secret::new(format!("{input}.{}", B64.encode(sig))))
     }
@@ -246,7 +244,11 @@ mod tests {
     #[test]
     fn thumbprint_matches_rfc_7638_example() {
         // Given in any order: the thumbprint sorts the members itself.
-        let members = [("n", RFC7638_N.to_string()), ("kty", "RSA".into()), ("e", "AQAB".into())];
+        let members = [
+            ("n", RFC7638_N.to_string()),
+            ("kty", "RSA".into()),
+            ("e", "AQAB".into()),
+        ];
         assert_eq!(thumbprint(&members), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
     }
 
@@ -319,7 +321,10 @@ mod tests {
         assert_eq!(key.alg(), "RS256");
         let jwt = key.assertion("rsa-client", "https://as.example/", 10).unwrap();
         let (header, claims, sig, input) = parts(jwt.expose());
-        assert_eq!((header["alg"].as_str(), header["kid"].as_str()), (Some("RS256"), Some(key.kid())));
+        assert_eq!(
+            (header["alg"].as_str(), header["kid"].as_str()),
+            (Some("RS256"), Some(key.kid()))
+        );
         assert_eq!(claims["aud"], "https://as.example/", "the issuer exactly as given");
         let jwk = key.public_jwk();
         assert_eq!(jwk["e"], "AQAB");

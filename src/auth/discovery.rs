@@ -21,6 +21,9 @@ pub struct ExtraMetadata {
     pub device_authorization_endpoint: Option<DeviceAuthorizationUrl>,
     #[serde(default)]
     pub code_challenge_methods_supported: Option<Vec<String>>,
+    /// SEP-991: an HTTPS URL of a client metadata document may serve as the client ID.
+    #[serde(default)]
+    pub client_id_metadata_document_supported: bool,
 }
 impl AdditionalProviderMetadata for ExtraMetadata {}
 
