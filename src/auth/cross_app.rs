@@ -498,6 +498,172 @@ mod tests {
         );
     }
 
+    /// A one-module fake: answers each POST by path with a canned JSON body and records
+    /// (path, Authorization header, form).
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>, Vec<(String, String)>)>>>;
+
+    async fn fake_server(routes: Vec<(&'static str, u16, serde_json::Value)>) -> (String, Seen) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen: Seen = Default::default();
+        let log = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Read the head, then Content-Length bytes of body.
+                let (head, body) = loop {
+                    let n = sock.read(&mut chunk).await.unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_string();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
+                            .unwrap_or(0);
+                        while buf.len() < i + 4 + len {
+                            let n = sock.read(&mut chunk).await.unwrap();
+                            buf.extend_from_slice(&chunk[..n]);
+                        }
+                        break (head, buf[i + 4..i + 4 + len].to_vec());
+                    }
+                };
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                let auth = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("authorization: ").or(l.strip_prefix("Authorization: ")))
+                    .map(str::to_string);
+                let form = url::form_urlencoded::parse(&body).into_owned().collect();
+                log.lock().unwrap().push((path.clone(), auth, form));
+                let (status, json) = routes
+                    .iter()
+                    .find(|(p, ..)| *p == path)
+                    .map(|(_, s, j)| (*s, j.to_string()))
+                    .unwrap_or((404, "{}".into()));
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
+                    json.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            }
+        });
+        (base, seen)
+    }
+
+    fn param<'a>(form: &'a [(String, String)], k: &str) -> Option<&'a str> {
+        form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+    }
+
+    #[tokio::test]
+    async fn the_wire_id_token_to_id_jag_to_access_token() {
+        let (base, seen) = fake_server(vec![
+            (
+                "/idp/token",
+                200,
+                serde_json::json!({"access_token": "the-id-jag", "issued_token_type": ID_JAG, "token_type": "N_A"}),
+            ),
+            (
+                "/as/token",
+                200,
+                serde_json::json!({"access_token": "mcp-at", "token_type": "Bearer", "expires_in": 600, "scope": "mcp"}),
+            ),
+        ])
+        .await;
+        let (idp_te, as_te) = (format!("{base}/idp/token"), format!("{base}/as/token"));
+        let secret = Secret::new("s3cret:+".to_string());
+        let idp = IdentityProvider {
+            token_endpoint: &idp_te,
+            client: ClientAuth::Public {
+                client_id: "idp-client",
+            },
+        };
+        let scopes = vec!["mcp".to_string()];
+        let mcp = McpAuthorizationServer {
+            issuer: "https://as.example",
+            token_endpoint: &as_te,
+            client: ClientAuth::Basic {
+                client_id: "mcp-client",
+                secret: &secret,
+            },
+            resource: "https://mcp.example/mcp",
+            scopes: &scopes,
+        };
+        let http = reqwest::Client::new();
+        let t = obtain(&http, &idp, &mcp, &Secret::new("the-id-token".into()))
+            .await
+            .unwrap();
+        assert_eq!(t.access_token.expose(), "mcp-at");
+        assert_eq!(t.scope.as_deref(), Some("mcp"));
+        assert!(t.expires_at.is_some_and(|e| e >= now() + 590));
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2);
+        // RFC 8693 at the identity provider, as a public client.
+        let (path, auth, form) = &seen[0];
+        assert_eq!((path.as_str(), auth), ("/idp/token", &None));
+        for (k, v) in [
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", ID_JAG),
+            ("subject_token", "the-id-token"),
+            ("subject_token_type", ID_TOKEN),
+            ("audience", "https://as.example"),
+            ("resource", "https://mcp.example/mcp"),
+            ("client_id", "idp-client"),
+            ("scope", "mcp"),
+        ] {
+            assert_eq!(param(form, k), Some(v), "{k}");
+        }
+        // RFC 7523 at the MCP server's authorization server, client_secret_basic with the
+        // id and secret form-encoded first.
+        let (path, auth, form) = &seen[1];
+        assert_eq!(path, "/as/token");
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode("mcp-client:s3cret%3A%2B");
+        assert_eq!(auth.as_deref(), Some(format!("Basic {basic}").as_str()));
+        assert_eq!(param(form, "grant_type"), Some(JWT_BEARER));
+        assert_eq!(param(form, "assertion"), Some("the-id-jag"));
+        assert_eq!(param(form, "client_id"), None, "the client is in the Basic header");
+    }
+
+    #[tokio::test]
+    async fn refusals_and_wrong_token_types_are_reported_as_such() {
+        let (base, _) = fake_server(vec![
+            (
+                "/refuse",
+                400,
+                serde_json::json!({"error": "invalid_grant", "error_description": "policy says no"}),
+            ),
+            ("/wrong", 200, serde_json::json!({"access_token": "x", "issued_token_type": "urn:ietf:params:oauth:token-type:access_token"})),
+        ])
+        .await;
+        let http = reqwest::Client::new();
+        let mcp = McpAuthorizationServer {
+            issuer: "https://as.example",
+            token_endpoint: "http://127.0.0.1:1/unused",
+            client: ClientAuth::Public { client_id: "m" },
+            resource: "https://mcp.example/mcp",
+            scopes: &[],
+        };
+        for (path, want) in [("/refuse", "invalid_grant"), ("/wrong", "unexpected_token_type")] {
+            let te = format!("{base}{path}");
+            let idp = IdentityProvider {
+                token_endpoint: &te,
+                client: ClientAuth::Public { client_id: "i" },
+            };
+            match request_id_jag(&http, &idp, &Secret::new("t".into()), &mcp).await {
+                Err(AuthError::TokenRefused { error, .. }) => assert_eq!(error, want),
+                other => panic!("{path}: expected a refusal, got {other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn basic_credentials_are_form_encoded_first() {
         // RFC 6749 §2.3.1: `application/x-www-form-urlencoded` before Base64.
