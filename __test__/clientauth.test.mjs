@@ -1,4 +1,5 @@
-// `private_key_jwt` client authentication (RFC 7523), end to end against real parts:
+// Client authentication beyond a secret, end to end: `private_key_jwt` (RFC 7523) and
+// cross-app access (SEP-990). For `private_key_jwt`:
 // oidc-provider (examples/idp.mjs) with clients that authenticate only with a signed JWT
 // (their public keys registered as `jwks`), the JWT-validating SDK backend, and `node cli.js`
 // under the SDK Client. The IdP checks the assertion itself (iss = sub = client_id, aud,
@@ -13,8 +14,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { calculateJwkThumbprint, exportJWK } from 'jose';
+import { startBackend } from '../examples/backend.mjs';
 import { killStrayBrowsers } from './helpers/rig.mjs';
-import { setup as baseSetup, connectProxy, whoami, runCli, waitPastExpiry } from './helpers/proxy.mjs';
+import { setup as baseSetup, connectProxy, whoami, runCli, waitPastExpiry, sleep } from './helpers/proxy.mjs';
 
 const T = { timeout: 60_000 };
 
@@ -130,4 +132,72 @@ test('authorization code and refresh with private_key_jwt (RS256, --client-key-i
     [['authorization_code', 200], ['refresh_token', 200]]);
   await p.client.close();
   noKeyMaterial(p.stderr(), key);
+});
+
+test('cross-app access (SEP-990): one IdP login, ID token -> ID-JAG -> access token; a new exchange after expiry and for a second MCP server, no second login', T, async (t) => {
+  const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+  const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+  // The example IdP plays both the company IdP and the MCP server's authorization server.
+  const ctx = await baseSetup(t, {
+    pidFile,
+    clientId: 'xaa-idp-client',
+    accessTokenTtl: 5,
+    idp: {
+      crossApp: { mcpClientId: 'xaa-mcp-client' },
+      clients: [
+        {
+          client_id: 'xaa-idp-client',
+          token_endpoint_auth_method: 'none',
+          application_type: 'native',
+          grant_types: ['authorization_code', 'refresh_token', TOKEN_EXCHANGE],
+          response_types: ['code'],
+          redirect_uris: ['http://127.0.0.1:8080/auth/callback', 'http://localhost:8080/auth/callback'],
+        },
+        {
+          client_id: 'xaa-mcp-client',
+          client_secret: 'xaa-mcp-secret',
+          token_endpoint_auth_method: 'client_secret_basic',
+          grant_types: [JWT_BEARER],
+          response_types: [],
+          redirect_uris: [],
+        },
+      ],
+    },
+  });
+  const { idp } = ctx.rig;
+  const env = { MCP_PROXY_CROSS_APP_ACCESS: '1', MCP_PROXY_MCP_CLIENT_ID: 'xaa-mcp-client', MCP_PROXY_MCP_CLIENT_SECRET: 'xaa-mcp-secret' };
+  const p = await connectProxy(ctx, { env });
+  const who = await whoami(p.client);
+  assert.equal(who.sub, 'alice', 'the user who logged in at the IdP');
+  assert.equal(who.client_id, 'xaa-mcp-client', 'issued to the MCP client, by the jwt-bearer grant');
+  assert.equal(who.aud, ctx.rig.backendUrl);
+  assert.equal(idp.stats.codeExchanges, 1, JSON.stringify(idp.stats.grantErrors));
+  assert.equal(idp.stats.tokenExchanges, 1);
+  assert.equal(idp.stats.jwtBearerGrants, 1);
+  assert.equal((await ctx.opened()).length, 1, 'one browser login (at the IdP)');
+
+  // Two cache entries: the IdP login (shared by every MCP server) and this server's token.
+  assert.equal(ctx.cacheFiles().length, 2);
+  // Expiry: a new exchange with the cached ID token; no login, no browser.
+  await sleep(who.exp * 1000 - Date.now() + 1200);
+  const again = await whoami(p.client);
+  assert.ok(again.exp > who.exp, 'a new access token');
+  assert.equal(idp.stats.tokenExchanges, 2);
+  assert.equal(idp.stats.jwtBearerGrants, 2);
+  assert.equal(idp.stats.codeExchanges, 1, 'no second login');
+  await p.client.close();
+  assert.ok(!p.stderr().includes('xaa-mcp-secret'), 'the secret never reaches stderr');
+  assert.doesNotMatch(p.stderr(), /eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+/, 'no token on stderr');
+
+  // A second MCP server with the same IdP: the cached login serves it too.
+  const second = await startBackend({ mode: 'sse', auth: 'jwt', issuer: ctx.rig.issuer });
+  t.after(() => second.close());
+  const q = await connectProxy(ctx, { env, backendUrl: second.url });
+  const who2 = await whoami(q.client);
+  assert.equal(who2.aud, second.url, 'a token for the second server');
+  assert.equal(who2.sub, 'alice');
+  assert.equal(idp.stats.tokenExchanges, 3);
+  assert.equal(idp.stats.codeExchanges, 1, 'still one login');
+  assert.equal((await ctx.opened()).length, 1, 'still one browser window');
+  await q.client.close();
 });
