@@ -3,14 +3,17 @@
 //! `client_assertion` instead of a client secret. Key ids default to the RFC 7638 thumbprint.
 //!
 //! Signing uses `ring`, already in the tree through rustls (no second crypto stack in the
-//! addon), and PEM is read with `rustls-pki-types`, also already there. The key and the
-//! assertions never reach a log: `Debug` prints only the algorithm and key id.
+//! addon); PEM is read with `rustls-pki-types`, whose parser reqwest already links for CA
+//! files, and its DER handed to ring, which parses PKCS#8 and PKCS#1. RS256 and ES256 only:
+//! what identity providers take for `private_key_jwt` everywhere; each more algorithm costs
+//! addon size (the release addon has a 5 MB budget). The key and the assertions never reach
+//! a log: `Debug` prints only the algorithm and key id.
 
 use crate::secret::Secret;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use ring::rand::SystemRandom;
-use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
+use ring::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::PrivateKeyDer;
 use sha2::{Digest, Sha256};
@@ -25,14 +28,8 @@ const LIFETIME_SECS: u64 = 60;
 
 enum Signer {
     Rsa(RsaKeyPair),
-    Ec(EcdsaKeyPair, Curve),
-    Ed(Ed25519KeyPair),
-}
-
-#[derive(Clone, Copy)]
-enum Curve {
-    P256,
-    P384,
+    /// EC P-256.
+    Ec(EcdsaKeyPair),
 }
 
 /// A client's private key for `private_key_jwt`, with its key id.
@@ -48,8 +45,8 @@ impl std::fmt::Debug for ClientKey {
 }
 
 impl ClientKey {
-    /// Read a PEM private key file: PKCS#8 (`BEGIN PRIVATE KEY`: RSA, EC P-256/P-384,
-    /// Ed25519) or PKCS#1 (`BEGIN RSA PRIVATE KEY`). `kid`: the key id registered with the
+    /// Read a PEM private key file: PKCS#8 (`BEGIN PRIVATE KEY`: RSA or EC P-256) or
+    /// PKCS#1 (`BEGIN RSA PRIVATE KEY`). `kid`: the key id registered with the
     /// authorization server; `None`: the key's JWK thumbprint (RFC 7638).
     pub fn load(path: &Path, kid: Option<String>) -> Result<ClientKey, String> {
         let pem = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
@@ -59,13 +56,14 @@ impl ClientKey {
     pub fn from_pem(pem: &[u8], kid: Option<String>) -> Result<ClientKey, String> {
         let der = PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
             rustls_pki_types::pem::Error::NoItemsFound => {
-                "it holds no PEM private key (an encrypted key must be decrypted first)".to_string()
+                "it holds no unencrypted PEM private key (`-----BEGIN PRIVATE KEY-----`); decrypt an encrypted one with `openssl pkcs8 -in KEY -out KEY.plain`".to_string()
             }
             other => format!("not a PEM private key: {other}"),
         })?;
-        let rejected = |e: ring::error::KeyRejected| format!("the key is not usable: {e}");
         let signer = match &der {
-            PrivateKeyDer::Pkcs1(k) => Signer::Rsa(RsaKeyPair::from_der(k.secret_pkcs1_der()).map_err(rejected)?),
+            PrivateKeyDer::Pkcs1(k) => Signer::Rsa(
+                RsaKeyPair::from_der(k.secret_pkcs1_der()).map_err(|e| format!("the RSA key is not usable: {e}"))?,
+            ),
             PrivateKeyDer::Pkcs8(k) => Self::from_pkcs8(k.secret_pkcs8_der())?,
             PrivateKeyDer::Sec1(_) => {
                 return Err("an EC key in SEC1 form (`BEGIN EC PRIVATE KEY`) is not read; convert it to PKCS#8 with `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.p8`".into())
@@ -86,26 +84,18 @@ impl ClientKey {
     fn from_pkcs8(der: &[u8]) -> Result<Signer, String> {
         let rng = SystemRandom::new();
         if let Ok(k) = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng) {
-            return Ok(Signer::Ec(k, Curve::P256));
+            return Ok(Signer::Ec(k));
         }
-        if let Ok(k) = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P384_SHA384_FIXED_SIGNING, der, &rng) {
-            return Ok(Signer::Ec(k, Curve::P384));
-        }
-        if let Ok(k) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
-            return Ok(Signer::Ed(k));
-        }
-        RsaKeyPair::from_pkcs8(der).map(Signer::Rsa).map_err(|e| {
-            format!("the key is not RSA (2048 bits or more), EC P-256/P-384 or Ed25519 in PKCS#8 form ({e})")
-        })
+        RsaKeyPair::from_pkcs8(der)
+            .map(Signer::Rsa)
+            .map_err(|e| format!("the key is not RSA (2048 bits or more) or EC P-256 in PKCS#8 form ({e})"))
     }
 
-    /// The JWS algorithm: RS256, ES256, ES384 or EdDSA.
+    /// The JWS algorithm: RS256 or ES256.
     pub fn alg(&self) -> &'static str {
         match &self.signer {
             Signer::Rsa(_) => "RS256",
-            Signer::Ec(_, Curve::P256) => "ES256",
-            Signer::Ec(_, Curve::P384) => "ES384",
-            Signer::Ed(_) => "EdDSA",
+            Signer::Ec(_) => "ES256",
         }
     }
 
@@ -124,26 +114,17 @@ impl ClientKey {
                     ("n", B64.encode(strip_zeros(&c.n))),
                 ]
             }
-            Signer::Ec(k, curve) => {
+            Signer::Ec(k) => {
                 // Uncompressed point: 0x04 || x || y.
                 let point = &k.public_key().as_ref()[1..];
                 let (x, y) = point.split_at(point.len() / 2);
-                let crv = match curve {
-                    Curve::P256 => "P-256",
-                    Curve::P384 => "P-384",
-                };
                 vec![
-                    ("crv", crv.into()),
+                    ("crv", "P-256".into()),
                     ("kty", "EC".into()),
                     ("x", B64.encode(x)),
                     ("y", B64.encode(y)),
                 ]
             }
-            Signer::Ed(k) => vec![
-                ("crv", "Ed25519".into()),
-                ("kty", "OKP".into()),
-                ("x", B64.encode(k.public_key().as_ref())),
-            ],
         }
     }
 
@@ -169,8 +150,7 @@ impl ClientKey {
                     .map_err(failed)?;
                 Ok(sig)
             }
-            Signer::Ec(k, _) => k.sign(&rng, input).map(|s| s.as_ref().to_vec()).map_err(failed),
-            Signer::Ed(k) => Ok(k.sign(input).as_ref().to_vec()),
+            Signer::Ec(k) => k.sign(&rng, input).map(|s| s.as_ref().to_vec()).map_err(failed),
         }
     }
 
@@ -218,19 +198,16 @@ fn strip_zeros(b: &[u8]) -> &[u8] {
     &b[first..]
 }
 
-/// The JWK thumbprint (RFC 7638): base64url(SHA-256) of the required members, sorted, as
-/// compact JSON.
+/// The JWK thumbprint (RFC 7638): base64url(SHA-256) of the required members as compact
+/// JSON. `members` come in lexicographic order; names and values (key type names, curve
+/// names, base64url) need no JSON escaping.
 pub fn thumbprint(members: &[(&str, String)]) -> String {
-    let mut sorted: Vec<&(&str, String)> = members.iter().collect();
-    sorted.sort_by_key(|(k, _)| *k);
-    let mut map = serde_json::Map::new();
-    for (k, v) in sorted {
-        map.insert((*k).to_string(), v.clone().into());
-    }
-    // `preserve_order` keeps the insertion (sorted) order; the values are base64url and
-    // short names, so serde_json's escaping equals RFC 7638's (no whitespace, no escapes).
-    let json = serde_json::Value::Object(map).to_string();
-    B64.encode(Sha256::digest(json.as_bytes()))
+    debug_assert!(
+        members.windows(2).all(|w| w[0].0 < w[1].0),
+        "members in lexicographic order"
+    );
+    let body: Vec<String> = members.iter().map(|(k, v)| format!("\"{k}\":\"{v}\"")).collect();
+    B64.encode(Sha256::digest(format!("{{{}}}", body.join(",")).as_bytes()))
 }
 
 #[cfg(test)]
@@ -243,11 +220,10 @@ mod tests {
 
     #[test]
     fn thumbprint_matches_rfc_7638_example() {
-        // Given in any order: the thumbprint sorts the members itself.
         let members = [
-            ("n", RFC7638_N.to_string()),
+            ("e", "AQAB".to_string()),
             ("kty", "RSA".into()),
-            ("e", "AQAB".into()),
+            ("n", RFC7638_N.into()),
         ];
         assert_eq!(thumbprint(&members), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
     }
@@ -295,21 +271,17 @@ mod tests {
     }
 
     #[test]
-    fn a_configured_key_id_wins_and_other_curves_work() {
+    fn a_configured_key_id_wins_and_other_curves_are_refused() {
         let key = ClientKey::from_pem(
-            &ec_pem(&signature::ECDSA_P384_SHA384_FIXED_SIGNING),
+            &ec_pem(&signature::ECDSA_P256_SHA256_FIXED_SIGNING),
             Some("key-2024".into()),
         )
         .unwrap();
-        assert_eq!((key.alg(), key.kid()), ("ES384", "key-2024"));
+        assert_eq!((key.alg(), key.kid()), ("ES256", "key-2024"));
         let (header, ..) = parts(key.assertion("c", "https://as.example", 1).unwrap().expose());
         assert_eq!(header["kid"], "key-2024");
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
-        let pem = format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref())
-        );
-        assert_eq!(ClientKey::from_pem(pem.as_bytes(), None).unwrap().alg(), "EdDSA");
+        let e = ClientKey::from_pem(&ec_pem(&signature::ECDSA_P384_SHA384_FIXED_SIGNING), None).unwrap_err();
+        assert!(e.contains("RSA (2048 bits or more) or EC P-256"), "{e}");
     }
 
     // A 2048-bit RSA test key (PKCS#8), made for this test only.
@@ -339,7 +311,20 @@ mod tests {
     #[test]
     fn unusable_keys_say_why() {
         let e = ClientKey::from_pem(b"not pem", None).unwrap_err();
-        assert!(e.contains("no PEM private key"), "{e}");
+        assert!(e.contains("no unencrypted PEM private key"), "{e}");
+        // An encrypted key is not read (it has its own PEM label).
+        let enc = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        let e = ClientKey::from_pem(enc.as_bytes(), None).unwrap_err();
+        assert!(e.contains("openssl pkcs8 -in KEY"), "{e}");
+        // PKCS#1 (`BEGIN RSA PRIVATE KEY`) is read too, with text around the block.
+        let pkcs1 = format!("a comment\n{}", include_str!("testdata/rsa2048-pkcs1.pem"));
+        let k1 = ClientKey::from_pem(pkcs1.as_bytes(), None).unwrap();
+        let k8 = ClientKey::from_pem(RSA_PEM.as_bytes(), None).unwrap();
+        assert_eq!(
+            (k1.alg(), k1.kid()),
+            ("RS256", k8.kid()),
+            "the same key, the same thumbprint"
+        );
         let sec1 = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIA==\n-----END EC PRIVATE KEY-----\n";
         let e = ClientKey::from_pem(sec1.as_bytes(), None).unwrap_err();
         assert!(e.contains("openssl pkcs8 -topk8"), "{e}");

@@ -13,7 +13,6 @@ use super::{discovery, grant, AuthError};
 use crate::config::{AuthConfig, ClientAuthOptions, GrantKind};
 use crate::secret::Secret;
 use crate::token_cache::{now, Discovered, TokenCache, Tokens};
-use serde::Deserialize;
 use std::time::Duration;
 
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -54,26 +53,19 @@ pub struct McpAuthorizationServer<'a> {
     pub scopes: &'a [String],
 }
 
-#[derive(Deserialize)]
+/// A token endpoint's answer (RFC 6749 §5.1, RFC 8693 §2.2.1). Read from a JSON value, not
+/// a serde derive: the value parser is in the addon already, a derive adds kilobytes.
 struct TokenResponse {
     access_token: Secret<String>,
-    #[serde(default)]
     token_type: Option<String>,
-    #[serde(default)]
     issued_token_type: Option<String>,
-    #[serde(default)]
     expires_in: Option<u64>,
-    #[serde(default)]
     refresh_token: Option<Secret<String>>,
-    #[serde(default)]
     scope: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: String,
-    #[serde(default)]
-    error_description: Option<String>,
+fn text(v: &serde_json::Value, k: &str) -> Option<String> {
+    v.get(k).and_then(|x| x.as_str()).map(str::to_string)
 }
 
 fn form_encode(s: &str) -> String {
@@ -104,8 +96,14 @@ async fn token_request(
             }
         }
     }
+    // Encoded with `url`'s serializer (as oauth2 does), not reqwest's `form()`, which would
+    // link serde_urlencoded into the addon for this one body.
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form.iter())
+        .finish();
     let resp = req
-        .form(&form)
+        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body)
         .send()
         .await
         .map_err(|e| AuthError::Network(format!("`{endpoint}`: {}", crate::bridge::describe(&e))))?;
@@ -114,32 +112,27 @@ async fn token_request(
         .bytes()
         .await
         .map_err(|e| AuthError::Network(crate::bridge::describe(&e)))?;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     if !status.is_success() {
-        return Err(match serde_json::from_slice::<ErrorBody>(&body) {
-            Ok(e) => AuthError::TokenRefused {
-                error: e.error,
-                description: e.error_description,
+        return Err(match text(&v, "error") {
+            Some(error) => AuthError::TokenRefused {
+                error,
+                description: text(&v, "error_description"),
             },
-            Err(_) => AuthError::Network(format!("`{endpoint}` answered HTTP {}", status.as_u16())),
+            None => AuthError::Network(format!("`{endpoint}` answered HTTP {}", status.as_u16())),
         });
     }
     // The body is never printed: it holds a token.
-    serde_json::from_slice(&body)
-        .map_err(|e| AuthError::Network(format!("unexpected answer from `{endpoint}` ({})", e.classify_name())))
-}
-
-trait Classify {
-    fn classify_name(&self) -> &'static str;
-}
-
-impl Classify for serde_json::Error {
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "unreadable",
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "not JSON",
-            serde_json::error::Category::Data => "no access_token",
-        }
-    }
+    let access_token = text(&v, "access_token")
+        .ok_or_else(|| AuthError::Network(format!("`{endpoint}` answered without an `access_token`")))?;
+    Ok(TokenResponse {
+        access_token: Secret::new(access_token),
+        token_type: text(&v, "token_type"),
+        issued_token_type: text(&v, "issued_token_type"),
+        expires_in: v.get("expires_in").and_then(|x| x.as_u64()),
+        refresh_token: text(&v, "refresh_token").map(Secret::new),
+        scope: text(&v, "scope"),
+    })
 }
 
 fn scope_param(scopes: &[String]) -> Option<(&'static str, String)> {
@@ -307,16 +300,36 @@ impl super::TokenManager {
             .trim_end_matches('/')
             .to_string();
         let idp_meta = discovery::authorization_server(http, &idp_issuer).await?;
-        let idp_token_endpoint = token_endpoint(&idp_meta, &idp_issuer)?;
         let idp_client_id = cfg
             .client_id
             .clone()
             .expect("config: cross-app access needs a client ID");
+        let idp_issuer = idp_meta.issuer().as_str().to_string();
+        let idp_token_endpoint = token_endpoint(&idp_meta, &idp_issuer)?;
+        // The identity provider's own login, cached under its own key (issuer, client,
+        // scopes, no resource): one login serves every MCP server reached this way.
+        let idp_cfg = AuthConfig {
+            resource: None,
+            client_auth: ClientAuthOptions {
+                private_key: cfg.client_auth.private_key.clone(),
+                metadata_url: None,
+                cross_app: None,
+            },
+            ..cfg.clone()
+        };
+        let idp_provider = grant::Provider::new(
+            idp_meta,
+            idp_client_id.clone(),
+            cfg.client_secret.clone(),
+            None,
+            idp_cfg.scopes.clone(),
+            idp_cfg,
+        );
         let idp_client = match (&cfg.client_auth.private_key, &cfg.client_secret) {
             (Some(key), _) => ClientAuth::PrivateKeyJwt {
                 client_id: &idp_client_id,
                 key,
-                issuer: idp_meta.issuer().as_str(),
+                issuer: &idp_issuer,
             },
             (None, Some(secret)) => ClientAuth::Basic {
                 client_id: &idp_client_id,
@@ -333,7 +346,7 @@ impl super::TokenManager {
 
         let mut renew = false;
         loop {
-            let (id_token, source) = self.idp_id_token(&idp_meta, renew).await?;
+            let (id_token, source) = self.idp_id_token(&idp_provider, renew).await?;
             match obtain(http, &idp, &mcp, &id_token).await {
                 Err(AuthError::TokenRefused { error, .. })
                     if error == "invalid_grant" && matches!(source, IdTokenSource::Cache) && !renew =>
@@ -380,7 +393,7 @@ impl super::TokenManager {
     /// token still fresh, or refreshed), else a new login there. `renew`: skip the cache.
     async fn idp_id_token(
         &self,
-        idp_meta: &discovery::Metadata,
+        provider: &grant::Provider,
         renew: bool,
     ) -> Result<(Secret<String>, IdTokenSource), AuthError> {
         let cfg = &self.cfg;
@@ -393,18 +406,8 @@ impl super::TokenManager {
             }
             return Ok((Secret::new(token), IdTokenSource::File));
         }
-        // The identity provider's own login, cached under its own key (issuer, client,
-        // scopes): one login serves every MCP server reached this way.
-        let idp_cfg = AuthConfig {
-            resource: None,
-            client_auth: ClientAuthOptions {
-                private_key: cfg.client_auth.private_key.clone(),
-                metadata_url: None,
-                cross_app: None,
-            },
-            ..cfg.clone()
-        };
-        let cache = TokenCache::new(&idp_cfg);
+        let idp_cfg = &provider.cfg;
+        let cache = TokenCache::new(idp_cfg);
         let _lock = cache
             .lock(cfg.auth_timeout + Duration::from_secs(30))
             .await
@@ -417,14 +420,6 @@ impl super::TokenManager {
         {
             return Ok((id, IdTokenSource::Cache));
         }
-        let provider = grant::Provider::new(
-            idp_meta.clone(),
-            cfg.client_id.clone().unwrap_or_default(),
-            cfg.client_secret.clone(),
-            None,
-            idp_cfg.scopes.clone(),
-            idp_cfg.clone(),
-        );
         let http = self.http();
         if let Some(rt) = cached.as_ref().and_then(|t| t.refresh_token.clone()) {
             match provider.refresh(http, &rt).await {
@@ -451,7 +446,7 @@ impl super::TokenManager {
         }
         tracing::info!(
             "cross-app access: logging in at the identity provider {}",
-            idp_meta.issuer().as_str()
+            provider.issuer()
         );
         let t = match cfg.grant {
             GrantKind::Device => provider.device_login(http, &idp_cfg.scopes).await?,
