@@ -630,6 +630,7 @@ mod tests {
         with_secret.push(("OIDC_CLIENT_SECRET", "s"));
         assert!(usage_error(&["--client-private-key", key, URL], &with_secret).contains("--oidc-client-secret"));
         assert!(usage_error(&["--client-key-id", "k", URL], &base).contains("--client-private-key"));
+        assert!(usage_error(&["--device-code", "--client-private-key", key, URL], &base).contains("--device-code"));
         match run(&["--client-private-key", "/nonexistent.pem", URL], &base) {
             Err(ConfigError::BadClientKey { reason, .. }) => assert!(reason.contains("cannot read"), "{reason}"),
             other => panic!("expected BadClientKey, got {other:?}"),

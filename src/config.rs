@@ -465,6 +465,12 @@ impl Config {
                 }
                 GrantKind::ClientCredentials
             } else if o.device_code {
+                if client_auth.private_key.is_some() {
+                    // Its polling repeats one request; a client assertion is good once only.
+                    return Err(ConfigError::Usage(
+                        "`--device-code` and `--client-private-key` cannot be used together".into(),
+                    ));
+                }
                 GrantKind::Device
             } else {
                 GrantKind::Auto

@@ -395,7 +395,11 @@ impl TokenManager {
             GrantKind::ClientCredentials => p.client_credentials(self.http(), &scopes).await,
             _ if !self.interactive => Err(AuthError::LoginRequired),
             GrantKind::Device => p.device_login(self.http(), &scopes).await,
-            GrantKind::Auto if !browser::can_open() && p.supports_device_flow() => {
+            // Not with a private key: the device grant polls with the same parameters, and a
+            // client assertion may be used once only.
+            GrantKind::Auto
+                if !browser::can_open() && p.supports_device_flow() && self.cfg.client_auth.private_key.is_none() =>
+            {
                 tracing::info!("no browser can be opened here; logging in with a device code instead");
                 match p.device_login(self.http(), &scopes).await {
                     // This client may not use the device grant: the browser login still
