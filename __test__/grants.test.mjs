@@ -448,14 +448,18 @@ test('resource: with an issuer configured, none by default; --resource <url> is 
 
 // ---- 10: nothing to discover -----------------------------------------------------------------
 
-test('a backend that names no authorization server, no OIDC_ISSUER_URL: exit 2 with the hint', T, async (t) => {
+test('a backend that names no authorization server, no OIDC_ISSUER_URL: initialize gets the reason and the hint, no browser', T, async (t) => {
   const ctx = await setup(t, { ...DISCOVERY, backend: { protectedResourceMetadata: false } });
-  const r = await runCli(ctx, ['--no-banner', ...ctx.redirectArgs, ctx.rig.backendUrl], { timeoutMs: 15_000 });
-  assert.equal(r.code, 2, `exit code\n${r.stderr}`);
-  assert.match(r.stderr, /OIDC_ISSUER_URL/, r.stderr);
-  assert.ok(r.stderr.includes(ctx.rig.backendUrl), `names the backend:\n${r.stderr}`);
-  assert.equal(r.stdout, '', 'nothing on stdout');
-  assert.ok(ctx.rig.backend.log.some((e) => e.kind === 'http' && e.method === 'POST' && e.status === 401), 'the backend was probed');
+  // No protected resource metadata, no authorization server metadata at its origin and no
+  // `/authorize` there (the MCP 2025-03-26 fallbacks): nowhere to log in.
+  const p = spawnRaw(ctx, { args: ctx.redirectArgs });
+  const reply = await p.initialize(15_000);
+  assert.ok(reply.error, JSON.stringify(reply));
+  assert.match(reply.error.message, /names no authorization server/, reply.error.message);
+  assert.match(reply.error.message, /OIDC_ISSUER_URL/, reply.error.message);
+  assert.equal(p.child.exitCode, null, 'the proxy is still running');
+  await p.close();
+  assert.ok(ctx.rig.backend.log.some((e) => e.kind === 'http' && e.method === 'POST' && e.status === 401), 'the backend was asked');
   assert.equal(ctx.rig.idp.requests.length, 0, 'the IdP was never contacted');
   assert.equal((await ctx.opened()).length, 0);
 });

@@ -293,7 +293,9 @@ impl Config {
             let scopes_explicit = non_empty(o.oidc_scopes.clone()).is_some();
             let scopes_text = non_empty(o.oidc_scopes).unwrap_or_else(|| "openid profile email".into());
             let mut scopes: Vec<String> = scopes_text.split_whitespace().map(str::to_string).collect();
-            if !o.client_credentials && !scopes.iter().any(|s| s == "openid") {
+            // With an issuer (the original tool's way) the login is OpenID Connect; without
+            // one, the scopes are exactly what the user or the server names.
+            if issuer.is_some() && !o.client_credentials && !scopes.iter().any(|s| s == "openid") {
                 scopes.insert(0, "openid".into());
             }
             let client_secret = non_empty(o.oidc_client_secret).map(Secret::new);

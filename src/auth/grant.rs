@@ -1,6 +1,8 @@
 //! The OAuth/OIDC exchanges, with `openidconnect`: authorization code + PKCE (S256) with state
 //! and nonce in the browser, the device authorization grant (RFC 8628), client credentials,
-//! refresh, ID-token verification, and the `resource` parameter (RFC 8707) on every request.
+//! refresh, and the `resource` parameter (RFC 8707) on every request. Plain OAuth 2.1 servers
+//! are first-class: `openid` is asked for only when it is among the scopes, and an ID token
+//! is verified (its keys fetched) only then.
 
 use super::discovery::Metadata;
 use super::{browser, callback, AuthError};
@@ -8,17 +10,16 @@ use crate::config::AuthConfig;
 use crate::secret::Secret;
 use crate::token_cache::{now, Tokens};
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreDeviceAuthorizationResponse, CoreTokenResponse,
+    CoreAuthenticationFlow, CoreClient, CoreDeviceAuthorizationResponse, CoreJsonWebKey, CoreTokenResponse,
 };
 use openidconnect::{
-    AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet,
-    ErrorResponseType, Nonce, OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, RefreshToken, RequestTokenError,
-    Scope, StandardErrorResponse, TokenResponse,
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, DeviceAuthorizationUrl, EndpointNotSet,
+    EndpointSet, ErrorResponseType, IssuerUrl, JsonWebKeySet, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    RedirectUrl, RefreshToken, RequestTokenError, Scope, StandardErrorResponse, TokenResponse, TokenUrl,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 
-type Client =
-    CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+type Client = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet, EndpointNotSet>;
 
 /// A resolved authorization server and the client to use with it.
 pub struct Provider {
@@ -42,7 +43,7 @@ fn token_error<T: ErrorResponseType + AsRef<str> + std::fmt::Display + 'static>(
             description: r.error_description().cloned(),
         },
         RequestTokenError::Request(e) => AuthError::Network(match e {
-            openidconnect::HttpClientError::Reqwest(r) => crate::bridge::describe(&r),
+            openidconnect::HttpClientError::Reqwest(r) => crate::http::describe(&r),
             other => other.to_string(),
         }),
         // The body is not printed: a half-parsed token response may hold a token.
@@ -63,9 +64,8 @@ impl Provider {
         cfg: AuthConfig,
     ) -> Self {
         // Basic is the default; use the request body when the provider only takes that.
-        let post_only = metadata.token_endpoint_auth_methods_supported().is_some_and(|m| {
-            !m.contains(&CoreClientAuthMethod::ClientSecretBasic) && m.contains(&CoreClientAuthMethod::ClientSecretPost)
-        });
+        let post_only =
+            !metadata.accepts_auth_method("client_secret_basic") && metadata.accepts_auth_method("client_secret_post");
         Provider {
             metadata,
             client_id,
@@ -77,8 +77,13 @@ impl Provider {
         }
     }
 
+    /// Authenticate as the registration said (`client_secret_post` in the body, else Basic).
+    pub fn use_auth_method(&self, method: &str) {
+        self.use_post.store(method == "client_secret_post", Ordering::Relaxed);
+    }
+
     pub fn issuer(&self) -> &str {
-        self.metadata.issuer().as_str()
+        &self.metadata.issuer
     }
 
     fn client(&self, redirect: &str) -> Result<Client, AuthError> {
@@ -87,20 +92,91 @@ impl Provider {
 
     /// A client for `redirect`; `post`: the client secret goes in the request body.
     fn client_with(&self, redirect: &str, post: bool) -> Result<Client, AuthError> {
-        let secret = self
-            .client_secret
-            .as_ref()
-            .map(|s| ClientSecret::new(s.expose().clone()));
-        let mut client =
-            CoreClient::from_provider_metadata(self.metadata.clone(), ClientId::new(self.client_id.clone()), secret)
-                .set_redirect_uri(RedirectUrl::new(redirect.to_string()).map_err(|e| AuthError::Listen {
-                    addr: redirect.into(),
-                    reason: e.to_string(),
-                })?);
+        self.client_with_keys(redirect, post, JsonWebKeySet::default())
+    }
+
+    /// A client with the provider's keys (only to verify an ID token).
+    fn client_with_keys(
+        &self,
+        redirect: &str,
+        post: bool,
+        keys: JsonWebKeySet<CoreJsonWebKey>,
+    ) -> Result<Client, AuthError> {
+        let m = &self.metadata;
+        let bad = |what: &str, e: &dyn std::fmt::Display| AuthError::Discovery {
+            issuer: m.issuer.clone(),
+            reason: format!("its {what} is not a URL: {e}"),
+        };
+        let issuer = IssuerUrl::new(m.issuer.clone()).map_err(|e| bad("issuer", &e))?;
+        // A server for client credentials only may name no authorization endpoint; the
+        // browser login checks for one before it builds a URL.
+        let auth = m
+            .authorization_endpoint
+            .clone()
+            .unwrap_or_else(|| format!("{}/authorize", m.issuer.trim_end_matches('/')));
+        let auth = AuthUrl::new(auth).map_err(|e| bad("authorization endpoint", &e))?;
+        // RFC 8414 requires a token endpoint; the 2025-03-26 default path is the best guess.
+        let token = m
+            .token_endpoint
+            .clone()
+            .unwrap_or_else(|| format!("{}/token", m.issuer.trim_end_matches('/')));
+        let token = TokenUrl::new(token).map_err(|e| bad("token endpoint", &e))?;
+        let mut client = CoreClient::new(ClientId::new(self.client_id.clone()), issuer, keys)
+            .set_auth_uri(auth)
+            .set_token_uri(token)
+            // `openid` is asked for when it is among the scopes, not always.
+            .disable_openid_scope()
+            .set_redirect_uri(RedirectUrl::new(redirect.to_string()).map_err(|e| AuthError::Listen {
+                addr: redirect.into(),
+                reason: e.to_string(),
+            })?);
+        if let Some(s) = &self.client_secret {
+            client = client.set_client_secret(ClientSecret::new(s.expose().clone()));
+        }
         if post {
             client = client.set_auth_type(AuthType::RequestBody);
         }
         Ok(client)
+    }
+
+    /// Whether an ID token is expected and verified: `openid` was asked for.
+    fn openid(scopes: &[String]) -> bool {
+        scopes.iter().any(|s| s == "openid")
+    }
+
+    /// Verify the ID token of a login that asked for `openid` (fetching the keys now), and
+    /// take the user's name from it. Without `openid`, an ID token is not looked at.
+    async fn verify_id_token(
+        &self,
+        http: &reqwest::Client,
+        response: &CoreTokenResponse,
+        scopes: &[String],
+        nonce: Option<&Nonce>,
+        tokens: &mut Tokens,
+    ) -> Result<(), AuthError> {
+        let Some(id_token) = response.id_token().filter(|_| Self::openid(scopes)) else {
+            return Ok(());
+        };
+        let body = super::discovery::jwks(http, &self.metadata).await?;
+        let keys: JsonWebKeySet<CoreJsonWebKey> = serde_json::from_slice(&body).map_err(|e| {
+            AuthError::IdToken(format!(
+                "cannot check its signature: the provider's keys are not a JSON Web Key Set ({e})"
+            ))
+        })?;
+        let client = self.client_with_keys("http://localhost/", false, keys)?;
+        let verifier = client.id_token_verifier();
+        let claims = match nonce {
+            Some(n) => id_token.claims(&verifier, n),
+            // The device flow has no nonce.
+            None => id_token.claims(&verifier, |_: Option<&Nonce>| Ok(())),
+        }
+        .map_err(|e| AuthError::IdToken(e.to_string()))?;
+        tokens.subject = Some(claims.subject().as_str().to_string());
+        tokens.username = claims
+            .preferred_username()
+            .map(|u| u.as_str().to_string())
+            .or_else(|| claims.email().map(|e| e.as_str().to_string()));
+        Ok(())
     }
 
     /// Run a token request; a confidential client refused with `invalid_client` under HTTP
@@ -141,7 +217,7 @@ impl Provider {
                 CsrfToken::new_random,
                 Nonce::new_random,
             )
-            .add_scopes(scopes.iter().filter(|s| *s != "openid").map(|s| Scope::new(s.clone())))
+            .add_scopes(scopes.iter().map(|s| Scope::new(s.clone())))
             .set_pkce_challenge(challenge);
         if let Some(r) = self.resource() {
             req = req.add_extra_param("resource", r.to_string());
@@ -160,7 +236,11 @@ impl Provider {
             },
             url
         );
-        let code = listener.wait(state.secret(), self.issuer(), cfg.auth_timeout).await?;
+        let iss = callback::IssCheck {
+            issuer: self.issuer(),
+            required: self.metadata.authorization_response_iss_parameter_supported,
+        };
+        let code = listener.wait(state.secret(), iss, cfg.auth_timeout).await?;
         let verifier = Secret::new(verifier.secret().clone());
         let response = self
             .with_auth_fallback(&redirect, |client| {
@@ -169,7 +249,6 @@ impl Provider {
                 async move {
                     let mut req = client
                         .exchange_code(AuthorizationCode::new(code))
-                        .map_err(|e| AuthError::Network(e.to_string()))?
                         .set_pkce_verifier(openidconnect::PkceCodeVerifier::new(verifier));
                     if let Some(r) = self.resource() {
                         req = req.add_extra_param("resource", r.to_string());
@@ -179,16 +258,8 @@ impl Provider {
             })
             .await?;
         let mut tokens = to_tokens(&response);
-        if let Some(id_token) = response.id_token() {
-            let claims = id_token
-                .claims(&client.id_token_verifier(), &nonce)
-                .map_err(|e| AuthError::IdToken(e.to_string()))?;
-            tokens.subject = Some(claims.subject().as_str().to_string());
-            tokens.username = claims
-                .preferred_username()
-                .map(|u| u.as_str().to_string())
-                .or_else(|| claims.email().map(|e| e.as_str().to_string()));
-        }
+        self.verify_id_token(http, &response, scopes, Some(&nonce), &mut tokens)
+            .await?;
         tracing::info!(
             "logged in{}",
             tokens
@@ -202,19 +273,16 @@ impl Provider {
     }
 
     pub fn supports_device_flow(&self) -> bool {
-        self.metadata
-            .additional_metadata()
-            .device_authorization_endpoint
-            .is_some()
+        self.metadata.device_authorization_endpoint.is_some()
     }
 
     /// The device authorization grant: show a code to enter elsewhere, poll until done.
     pub async fn device_login(&self, http: &reqwest::Client, scopes: &[String]) -> Result<Tokens, AuthError> {
         let endpoint = self
             .metadata
-            .additional_metadata()
             .device_authorization_endpoint
             .clone()
+            .and_then(|u| DeviceAuthorizationUrl::new(u).ok())
             .ok_or_else(|| AuthError::TokenRefused {
                 error: "unsupported_grant_type".into(),
                 description: Some("the provider offers no device authorization endpoint".into()),
@@ -222,7 +290,7 @@ impl Provider {
         let client = self.client("http://localhost/")?.set_device_authorization_url(endpoint);
         let mut req = client
             .exchange_device_code()
-            .add_scopes(scopes.iter().filter(|s| *s != "openid").map(|s| Scope::new(s.clone())));
+            .add_scopes(scopes.iter().map(|s| Scope::new(s.clone())));
         if let Some(r) = self.resource() {
             req = req.add_extra_param("resource", r.to_string());
         }
@@ -239,9 +307,7 @@ impl Provider {
             complete.map(|c| format!("\n  (or open {c})")).unwrap_or_default()
         );
         let timeout = self.cfg.auth_timeout.min(details.expires_in());
-        let mut poll = client
-            .exchange_device_access_token(&details)
-            .map_err(|e| AuthError::Network(e.to_string()))?;
+        let mut poll = client.exchange_device_access_token(&details);
         if let Some(r) = self.resource() {
             poll = poll.add_extra_param("resource", r.to_string());
         }
@@ -257,14 +323,7 @@ impl Provider {
                 other => other,
             })?;
         let mut tokens = to_tokens(&response);
-        if let Some(id_token) = response.id_token() {
-            // The device flow has no nonce.
-            let claims = id_token
-                .claims(&client.id_token_verifier(), |_: Option<&Nonce>| Ok(()))
-                .map_err(|e| AuthError::IdToken(e.to_string()))?;
-            tokens.subject = Some(claims.subject().as_str().to_string());
-            tokens.username = claims.preferred_username().map(|u| u.as_str().to_string());
-        }
+        self.verify_id_token(http, &response, scopes, None, &mut tokens).await?;
         tracing::info!("logged in with the device code");
         Ok(tokens)
     }
@@ -276,7 +335,6 @@ impl Provider {
             .with_auth_fallback("http://localhost/", |client| async move {
                 let mut req = client
                     .exchange_client_credentials()
-                    .map_err(|e| AuthError::Network(e.to_string()))?
                     .add_scopes(scopes.iter().filter(|s| *s != "openid").map(|s| Scope::new(s.clone())));
                 if let Some(r) = self.resource() {
                     req = req.add_extra_param("resource", r.to_string());
@@ -296,9 +354,7 @@ impl Provider {
                 let rt = rt.expose().clone();
                 async move {
                     let rt = RefreshToken::new(rt);
-                    let mut req = client
-                        .exchange_refresh_token(&rt)
-                        .map_err(|e| AuthError::Network(e.to_string()))?;
+                    let mut req = client.exchange_refresh_token(&rt);
                     if let Some(r) = self.resource() {
                         req = req.add_extra_param("resource", r.to_string());
                     }

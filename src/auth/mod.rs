@@ -1,12 +1,14 @@
-//! Login and the token lifecycle. The bridge sees only [`TokenManager`]: "give me a valid
-//! access token" and "the server refused this one". Behind it: the cache, refresh, and the
-//! browser login (discovery, PKCE, loopback callback), one at a time across processes.
+//! Login and the token lifecycle. The bridge sees [`TokenManager`] only as a
+//! [`crate::token_source::TokenSource`] (see `source.rs`): "which token do I send" and "the
+//! server refused this one". Behind it: the cache, refresh, and the login (discovery, PKCE,
+//! loopback callback, or another grant), one at a time across processes.
 
 pub mod browser;
 pub mod callback;
 pub mod discovery;
 pub mod grant;
 pub mod registration;
+mod source;
 
 use crate::config::{AuthConfig, GrantKind};
 use crate::secret::Secret;
@@ -88,7 +90,10 @@ impl AuthError {
 
     pub fn hint(&self) -> Option<String> {
         Some(match self {
-            AuthError::Discovery { .. } => "check `OIDC_ISSUER_URL`: it must be the issuer exactly as the provider states it (its `/.well-known/openid-configuration` must answer)".into(),
+            AuthError::Discovery { reason, .. } if reason.starts_with(discovery::NAMES_NONE) => {
+                "set `OIDC_ISSUER_URL` (or `--oidc-issuer-url`) and `OIDC_CLIENT_ID` (or `--oidc-client-id`) to your identity provider's values".into()
+            }
+            AuthError::Discovery { .. } => "check `OIDC_ISSUER_URL`: it must be the issuer exactly as the provider states it (its `/.well-known/oauth-authorization-server` or `/.well-known/openid-configuration` must answer)".into(),
             AuthError::PortInUse { .. } => "stop what uses that port, or set `OIDC_REDIRECT_URL` to another port registered with your identity provider".into(),
             AuthError::Listen { .. } => "set `OIDC_REDIRECT_URL` to a loopback URL such as `http://localhost:8080/auth/callback`".into(),
             AuthError::TimedOut(_) => "finish the login at the URL printed above (in a browser, or with the code shown); raise `--auth-timeout` if your login takes longer".into(),
@@ -135,6 +140,8 @@ pub struct TokenManager {
     current: std::sync::Mutex<Option<Secret<String>>>,
     provider: std::sync::Mutex<Option<Arc<grant::Provider>>>,
     interactive: bool,
+    /// The "no login configured yet" notice was given.
+    told_no_login: std::sync::atomic::AtomicBool,
 }
 
 impl TokenManager {
@@ -158,6 +165,7 @@ impl TokenManager {
             current: std::sync::Mutex::new(None),
             provider: std::sync::Mutex::new(None),
             interactive,
+            told_no_login: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -234,8 +242,8 @@ impl TokenManager {
         self.current.lock().unwrap().clone()
     }
 
-    /// Without a configured issuer: make sure the MCP server names its authorization server
-    /// (cached from an earlier run, or asked now). A configuration error if it does not.
+    /// Without a configured issuer: find out where to log in before any request is refused
+    /// (for `login` and `token`; the proxy waits for the server's first 401 instead).
     pub async fn ensure_discoverable(&self) -> Result<(), crate::config::ConfigError> {
         if self.cfg.issuer.is_some() {
             return Ok(());
@@ -246,12 +254,24 @@ impl TokenManager {
             return Ok(());
         }
         let backend = self.cfg.backend.clone().expect("config: no issuer implies a backend");
-        let info = discovery::protected_resource(self.http(), &backend)
+        let no_server = |reason| crate::config::ConfigError::NoAuthorizationServer {
+            backend: backend.to_string(),
+            reason,
+        };
+        let challenge = discovery::challenge(self.http(), &backend).await.map_err(no_server)?;
+        let info = discovery::protected_resource(self.http(), &backend, &challenge)
             .await
-            .map_err(|reason| crate::config::ConfigError::NoAuthorizationServer {
-                backend: backend.to_string(),
-                reason,
-            })?;
+            .map_err(no_server)?;
+        if info.fallback {
+            // Only the origin's default endpoints are left: make sure they are there.
+            let origin = info.authorization_servers.first().cloned().unwrap_or_default();
+            discovery::authorization_server(self.http(), &origin, true)
+                .await
+                .map_err(|e| match e {
+                    AuthError::Discovery { reason, .. } => no_server(reason),
+                    other => no_server(other.to_string()),
+                })?;
+        }
         Self::adopt(&mut inner.discovered, info, &backend);
         Ok(())
     }
@@ -259,7 +279,8 @@ impl TokenManager {
     fn adopt(d: &mut Discovered, info: discovery::ResourceInfo, backend: &url::Url) {
         d.issuer = info.authorization_servers.first().cloned();
         d.resource = Some(info.resource.unwrap_or_else(|| backend.to_string()));
-        d.scopes = (!info.scopes.is_empty()).then_some(info.scopes);
+        d.scopes = Some(info.scopes);
+        d.fallback = info.fallback;
     }
 
     /// A valid access token. Requests that arrive during a login wait for it.
@@ -287,8 +308,14 @@ impl TokenManager {
         // should happen however many proxies start together.
         let wait = self.cfg.auth_timeout + Duration::from_secs(30);
         let _lock = self.cache.lock(wait).await.map_err(AuthError::Lock)?;
-        if let Some((t, d)) = self.cache.load_entry() {
-            // Another process may have refreshed or logged in meanwhile.
+        // Another process may have refreshed or logged in meanwhile; a cached login with an
+        // authorization server the MCP server no longer names is not used.
+        let known = inner.discovered.issuer.clone();
+        if let Some((t, d)) = self
+            .cache
+            .load_entry()
+            .filter(|(_, d)| known.is_none() || d.issuer == known)
+        {
             inner.discovered = d;
             if Self::usable(&inner, &t) {
                 tracing::debug!("using tokens another instance just obtained");
@@ -441,48 +468,59 @@ impl TokenManager {
             return Ok(p);
         }
         let cfg = &self.cfg;
-        let (issuer, mut resource, mut scopes) = match &cfg.issuer {
+        let (issuer, mut resource, mut scopes, fallback) = match &cfg.issuer {
+            // The original tool's way: an OpenID provider and its scopes (by default
+            // `openid profile email`).
             Some(i) => (
                 i.as_str().trim_end_matches('/').to_string(),
                 cfg.resource.clone(),
                 cfg.scopes.clone(),
+                false,
             ),
             None => {
                 if inner.discovered.issuer.is_none() {
                     let backend = cfg.backend.clone().expect("config: no issuer implies a backend");
-                    let info = discovery::protected_resource(self.http(), &backend)
+                    let err = |reason| AuthError::Discovery {
+                        issuer: backend.to_string(),
+                        reason,
+                    };
+                    let challenge = discovery::challenge(self.http(), &backend).await.map_err(err)?;
+                    let info = discovery::protected_resource(self.http(), &backend, &challenge)
                         .await
-                        .map_err(|reason| AuthError::Discovery {
-                            issuer: backend.to_string(),
-                            reason,
-                        })?;
+                        .map_err(err)?;
                     Self::adopt(&mut inner.discovered, info, &backend);
                 }
                 let d = &inner.discovered;
+                // The MCP specification's order: the challenge's `scope`, else the protected
+                // resource's `scopes_supported`, else no `scope` at all; the user's own
+                // scopes win over both.
                 let scopes = match (&d.scopes, cfg.scopes_explicit) {
                     (Some(s), false) => s.clone(),
-                    _ => cfg.scopes.clone(),
+                    (None, false) => Vec::new(),
+                    (_, true) => cfg.scopes.clone(),
                 };
                 (
                     d.issuer.clone().unwrap_or_default(),
                     cfg.resource.clone().or(d.resource.clone()),
                     scopes,
+                    d.fallback,
                 )
             }
         };
         if cfg.no_resource {
             resource = None;
         }
-        let metadata = discovery::authorization_server(self.http(), &issuer).await?;
-        // Ask for an ID token too when the server is an OpenID provider.
-        let oidc = metadata
-            .scopes_supported()
-            .is_some_and(|s| s.iter().any(|s| s.as_str() == "openid"));
-        if oidc && cfg.grant != GrantKind::ClientCredentials && !scopes.iter().any(|s| s == "openid") {
-            scopes.insert(0, "openid".into());
+        let metadata = discovery::authorization_server(self.http(), &issuer, fallback).await?;
+        // Refresh tokens are asked for where the server lists `offline_access` (MCP
+        // authorization, "scope selection"); with a configured issuer the scopes are the
+        // user's, as in the original tool.
+        let offline =
+            cfg.issuer.is_none() && cfg.grant != GrantKind::ClientCredentials && metadata.offers_offline_access();
+        if offline && !scopes.iter().any(|s| s == "offline_access") {
+            scopes.push("offline_access".into());
         }
-        let (client_id, client_secret) = match &cfg.client_id {
-            Some(id) => (id.clone(), cfg.client_secret.clone()),
+        let (client_id, client_secret, auth_method) = match &cfg.client_id {
+            Some(id) => (id.clone(), cfg.client_secret.clone(), None),
             None => {
                 let redirect = cfg.redirect_url.as_str().to_string();
                 // A cached registration is used as it is (its refresh token belongs to it);
@@ -493,13 +531,13 @@ impl TokenManager {
                         // Ask for the device grant too when the server has one: the proxy may
                         // need it later (an SSH session, no display).
                         let device = cfg.grant != GrantKind::ClientCredentials
-                            && metadata.additional_metadata().device_authorization_endpoint.is_some();
+                            && metadata.device_authorization_endpoint.is_some();
                         let r = registration::register(self.http(), &metadata, &redirect, device).await?;
                         inner.discovered.registration = Some(r.clone());
                         r
                     }
                 };
-                (reg.client_id, reg.client_secret)
+                (reg.client_id, reg.client_secret, reg.auth_method)
             }
         };
         let p = Arc::new(grant::Provider::new(
@@ -510,6 +548,9 @@ impl TokenManager {
             scopes,
             cfg.clone(),
         ));
+        if let Some(m) = auth_method.as_deref() {
+            p.use_auth_method(m);
+        }
         *self.provider.lock().unwrap() = Some(p.clone());
         Ok(p)
     }

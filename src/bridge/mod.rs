@@ -10,7 +10,8 @@ pub mod sse;
 pub mod stdio;
 pub mod streamable;
 
-pub use conn::{describe, Conn};
+pub use crate::http::describe;
+pub use conn::Conn;
 pub(crate) use message::Envelope;
 pub use message::{classify, codes, Kind, Msg, Waiting};
 

@@ -157,7 +157,7 @@ impl Streamable {
                 }
             };
             let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED && auth_retry && self.conn.rejected(&token).await {
+            if status == StatusCode::UNAUTHORIZED && auth_retry && self.conn.rejected(&token, &resp).await {
                 auth_retry = false;
                 continue;
             }
@@ -386,7 +386,7 @@ impl Streamable {
                     }
                 }
                 Ok(r) if r.status() == StatusCode::UNAUTHORIZED => {
-                    self.conn.rejected(&token).await;
+                    self.conn.rejected(&token, &r).await;
                 }
                 Ok(r) => {
                     tracing::debug!("resuming got HTTP {}", r.status().as_u16());
@@ -469,7 +469,7 @@ impl Streamable {
                     return;
                 }
                 Ok(r) if r.status() == StatusCode::UNAUTHORIZED => {
-                    self.conn.rejected(&token).await;
+                    self.conn.rejected(&token, &r).await;
                     failures += 1;
                 }
                 Ok(r) if r.status().is_success() && sse::is_event_stream(&r) => {
@@ -519,7 +519,7 @@ impl Streamable {
         let resp = loop {
             let token = self.conn.bearer().await.map_err(|e| e.to_string())?;
             let r = self.post(body.clone(), None, &token).await.map_err(|e| describe(&e))?;
-            if r.status() == StatusCode::UNAUTHORIZED && auth_retry && self.conn.rejected(&token).await {
+            if r.status() == StatusCode::UNAUTHORIZED && auth_retry && self.conn.rejected(&token, &r).await {
                 auth_retry = false;
                 continue;
             }
@@ -584,10 +584,7 @@ impl Streamable {
         if snap.session.is_none() {
             return;
         }
-        let token = match &self.conn.auth {
-            Some(a) => a.cached_token(),
-            None => None,
-        };
+        let token = self.conn.auth.current();
         let req = self
             .build(Method::DELETE, Some(&snap), &token)
             .timeout(Duration::from_secs(2));
