@@ -1,8 +1,8 @@
 // The official MCP conformance suite (@modelcontextprotocol/conformance, pinned in
 // package.json) against the proxy: every client scenario, one at a time, with
 // __test__/conformance/client.mjs (an SDK Client spawning `node cli.js`) as the client.
-// A scenario passes when the suite's run exits 0 with at least one SUCCESS check and no
-// FAILURE or WARNING check (the suite itself counts warnings as failures).
+// A scenario passes when the suite's run exits 0 with at least one SUCCESS check (and the
+// ones REQUIRED below) and no FAILURE or WARNING check (the suite counts warnings as failures).
 // __test__/conformance/expected-failures.json lists scenarios allowed to fail, with the
 // reason; one of those that passes fails its test, so the list gets trimmed as features land.
 // Env: CONFORMANCE_PROXY_CLI (the proxy's cli.js), CONFORMANCE_SCENARIOS (comma-separated
@@ -26,6 +26,14 @@ const SUITE = join(
 const REGISTER = join(HERE, 'node20-fs-register.mjs');
 const CLIENT = join(HERE, 'client.mjs');
 const EXPECTED = JSON.parse(readFileSync(join(HERE, 'expected-failures.json'), 'utf8'));
+/** SUCCESS checks we insist on where the suite's own verdict can pass vacuously. */
+const REQUIRED = {
+  // The suite adds no check at all when initialize never arrives.
+  initialize: ['mcp-client-initialization'],
+  // "No authorization request" also holds for a proxy that never started: it must have read
+  // the mismatched metadata and refused.
+  'auth/resource-mismatch': ['prm-pathbased-requested'],
+};
 const RUNNER_TIMEOUT_MS = 25_000; // the suite kills the client after this
 const TEST_TIMEOUT_MS = 60_000;
 
@@ -95,7 +103,9 @@ for (const scenario of SCENARIOS) {
     if (exited) problems.push(`client exited with code ${exited[1]}`);
     if (r.code !== 0 && problems.length === 0) problems.push(`suite exited ${r.code}`);
     if (good.length === 0) problems.push('no SUCCESS check');
-    const passed = r.code === 0 && bad.length === 0 && good.length > 0;
+    const missing = (REQUIRED[scenario] ?? []).filter((id) => !good.some((c) => c.id === id));
+    for (const id of missing) problems.push(`missing SUCCESS check ${id}`);
+    const passed = r.code === 0 && bad.length === 0 && good.length > 0 && missing.length === 0;
     const expected = EXPECTED[scenario];
     const verdict = passed ? (expected ? 'PASS (listed as expected failure!)' : 'pass') : expected ? 'expected-fail' : 'FAIL';
     table.push({ scenario, verdict, ok: good.length, bad: bad.length });
