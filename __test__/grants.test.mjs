@@ -213,6 +213,41 @@ test('headless, but the client may not use a device code: the login URL is print
   assert.equal(idp.stats.deviceCodeExchanges, 0);
 });
 
+test('a plain OAuth 2.1 authorization server (RFC 8414, no jwks_uri, no openid): login without OpenID, no keys fetched', T, async (t) => {
+  const ctx = await setup(t, { ...DISCOVERY, idp: { plainOAuth: true } });
+  const { idp } = ctx.rig;
+  const p = await connectProxy(ctx, { args: ctx.redirectArgs });
+  const who = await whoami(p.client);
+  assert.equal(who.sub, 'alice');
+  assert.equal(who.aud, ctx.rig.backendUrl);
+  const mine = idp.requests.filter((r) => String(r.ua).startsWith('authful-mcp-proxy/'));
+  const meta = mine.filter((r) => r.path.startsWith('/.well-known/'));
+  assert.deepEqual(meta.map((r) => r.path), ['/.well-known/oauth-authorization-server'], 'RFC 8414 metadata only');
+  assert.deepEqual(mine.filter((r) => r.path === '/jwks'), [], 'no keys fetched: no ID token to verify');
+  const opened = await ctx.opened();
+  assert.equal(opened.length, 1);
+  const scope = scopesOf(new URL(opened[0].url).searchParams.get('scope'));
+  assert.ok(!scope.has('openid'), `no openid asked of a plain OAuth server: ${[...scope]}`);
+  assert.ok(scope.has('mcp:tools'), `the server's scopes: ${[...scope]}`);
+  assert.ok(scope.has('offline_access'), `offline_access, which the server lists: ${[...scope]}`);
+  assert.ok(ctx.readCache().entry.tokens.refresh_token, 'a refresh token came back');
+});
+
+test('a server that needs no login, no OIDC_ISSUER_URL: bridged without a token, one notice, no login', T, async (t) => {
+  const ctx = await setup(t, { ...DISCOVERY, auth: 'none' });
+  const p = startProxy(ctx, { args: ctx.redirectArgs });
+  await p.connected;
+  const tools = await p.client.listTools();
+  assert.ok(tools.tools.length > 0, 'tools listed');
+  const who = await callJson(p.client, 'whoami');
+  assert.deepEqual(who, { anonymous: true }, 'no token was sent');
+  assert.equal(ctx.rig.idp.requests.length, 0, 'the IdP was never contacted');
+  assert.ok(!ctx.rig.backend.log.some((e) => e.kind === 'http' && e.path?.startsWith('/.well-known/')), 'no discovery');
+  assert.equal((await ctx.opened()).length, 0, 'no browser');
+  assert.equal(p.stderr().match(/no login configured/g)?.length, 1, `one notice:\n${p.stderr()}`);
+  assert.deepEqual(ctx.cacheFiles(), [], 'nothing cached');
+});
+
 test('headless with discovery and a dynamically registered client: the device flow works', T, async (t) => {
   const ctx = await setup(t, DISCOVERY);
   const { idp } = ctx.rig;

@@ -86,6 +86,9 @@ export function defaultClients() {
  *                                              parameter(s) sent, if any)
  * @param {string[]} [opts.extraResourceScopes=[]]  test knob: more scopes the backend (resource
  *                                              server) grants, e.g. ['mcp:admin'] for step-up
+ * @param {boolean} [opts.plainOAuth=false]   serve `/.well-known/oauth-authorization-server` as
+ *                                              a plain OAuth 2.1 server would (RFC 8414: no
+ *                                              `jwks_uri`, no OpenID fields, no `openid` scope)
  * @param {number} [opts.deviceCodeTtl=600]     seconds a device code (RFC 8628) stays valid
  *
  * Every request is also counted in `idp.requests` ({ method, path, query, time }; no bodies)
@@ -248,12 +251,23 @@ export async function startIdp(opts = {}) {
   provider.on('server_error', (_ctx, err) => console.error('[idp] server_error', err));
 
   provider.use(async (ctx, next) => {
-    requests.push({ method: ctx.method, path: ctx.path, query: { ...ctx.query }, time: Date.now() });
+    requests.push({ method: ctx.method, path: ctx.path, query: { ...ctx.query }, time: Date.now(), ua: ctx.get('user-agent') });
     if (ctx.path.startsWith('/.well-known/') || ctx.path === '/jwks') stats.discoveryRequests += 1;
     if (ctx.path === '/device/auth') stats.deviceAuthorizations += 1;
-    // RFC 8414 metadata: same document as OIDC discovery.
+    // RFC 8414 metadata: same document as OIDC discovery (less the OpenID parts for a plain
+    // OAuth 2.1 server).
     if (ctx.path === '/.well-known/oauth-authorization-server') {
       ctx.path = '/.well-known/openid-configuration';
+      if (opts.plainOAuth) {
+        await next();
+        const doc = { ...ctx.body };
+        for (const k of Object.keys(doc)) {
+          if (/^(jwks_uri|id_token_|userinfo_|subject_types|claims?_|request_object_|end_session|check_session|frontchannel|backchannel)/.test(k)) delete doc[k];
+        }
+        doc.scopes_supported = (doc.scopes_supported ?? []).filter((x) => x !== 'openid');
+        ctx.body = doc;
+        return;
+      }
     }
     if (ctx.path === '/token') {
       stats.tokenEndpointRequests += 1;
