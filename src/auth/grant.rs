@@ -9,9 +9,7 @@ use super::{browser, callback, AuthError};
 use crate::config::AuthConfig;
 use crate::secret::Secret;
 use crate::token_cache::{now, Tokens};
-use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreDeviceAuthorizationResponse, CoreJsonWebKey, CoreTokenResponse,
-};
+use openidconnect::core::{CoreClient, CoreDeviceAuthorizationResponse, CoreJsonWebKey, CoreTokenResponse};
 use openidconnect::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, DeviceAuthorizationUrl, EndpointNotSet,
     EndpointSet, ErrorResponseType, IssuerUrl, JsonWebKeySet, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
@@ -203,29 +201,64 @@ impl Provider {
         self.resource.as_deref()
     }
 
+    /// The authorization request (RFC 6749 §4.1.1 with PKCE, RFC 8707 `resource`, and the
+    /// OpenID `nonce` only when `openid` is asked for). Built here rather than by
+    /// `openidconnect`, which always adds a `nonce`: OAuth-only servers may refuse one without
+    /// `openid` (oidc-provider does), and a `scope` left out must stay out.
+    fn authorize_url(
+        &self,
+        redirect: &str,
+        challenge: &PkceCodeChallenge,
+        state: &CsrfToken,
+        nonce: Option<&Nonce>,
+        scopes: &[String],
+    ) -> Result<url::Url, AuthError> {
+        let endpoint = self
+            .metadata
+            .authorization_endpoint
+            .as_deref()
+            .ok_or_else(|| AuthError::Discovery {
+                issuer: self.metadata.issuer.clone(),
+                reason: "its metadata names no `authorization_endpoint`".into(),
+            })?;
+        let mut url = url::Url::parse(endpoint).map_err(|e| AuthError::Discovery {
+            issuer: self.metadata.issuer.clone(),
+            reason: format!("its `authorization_endpoint` is not a URL: {e}"),
+        })?;
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("response_type", "code")
+                .append_pair("client_id", &self.client_id)
+                .append_pair("state", state.secret())
+                .append_pair("code_challenge", challenge.as_str())
+                .append_pair("code_challenge_method", challenge.method().as_str())
+                .append_pair("redirect_uri", redirect);
+            if !scopes.is_empty() {
+                q.append_pair("scope", &scopes.join(" "));
+            }
+            if let Some(r) = self.resource() {
+                q.append_pair("resource", r);
+            }
+            for (k, v) in &self.cfg.authorize_params {
+                q.append_pair(k, v);
+            }
+            if let Some(n) = nonce {
+                q.append_pair("nonce", n.secret());
+            }
+        }
+        Ok(url)
+    }
+
     /// The browser login: bind the callback first, then open the browser (and print the URL),
     /// wait for the code, exchange it with the PKCE verifier, verify the ID token.
     pub async fn browser_login(&self, http: &reqwest::Client, scopes: &[String]) -> Result<Tokens, AuthError> {
         let cfg = &self.cfg;
         let listener = callback::Listener::bind(&cfg.redirect_url).await?;
         let redirect = listener.redirect_url().to_string();
-        let client = self.client(&redirect)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let mut req = client
-            .authorize_url(
-                CoreAuthenticationFlow::AuthorizationCode,
-                CsrfToken::new_random,
-                Nonce::new_random,
-            )
-            .add_scopes(scopes.iter().map(|s| Scope::new(s.clone())))
-            .set_pkce_challenge(challenge);
-        if let Some(r) = self.resource() {
-            req = req.add_extra_param("resource", r.to_string());
-        }
-        for (k, v) in &cfg.authorize_params {
-            req = req.add_extra_param(k.clone(), v.clone());
-        }
-        let (url, state, nonce) = req.url();
+        let state = CsrfToken::new_random();
+        let nonce = Self::openid(scopes).then(Nonce::new_random);
+        let url = self.authorize_url(&redirect, &challenge, &state, nonce.as_ref(), scopes)?;
         let opened = browser::open(url.as_str());
         eprintln!(
             "authful-mcp-proxy: {} log in at:\n\n    {}\n",
@@ -258,7 +291,7 @@ impl Provider {
             })
             .await?;
         let mut tokens = to_tokens(&response);
-        self.verify_id_token(http, &response, scopes, Some(&nonce), &mut tokens)
+        self.verify_id_token(http, &response, scopes, nonce.as_ref(), &mut tokens)
             .await?;
         tracing::info!(
             "logged in{}",

@@ -511,6 +511,11 @@ impl TokenManager {
             resource = None;
         }
         let metadata = discovery::authorization_server(self.http(), &issuer, fallback).await?;
+        // A server's scopes may name `openid`; without the provider's keys its ID token could
+        // not be verified, so a plain OAuth server is not asked for one.
+        if cfg.issuer.is_none() && !cfg.scopes_explicit && metadata.jwks_uri.is_none() {
+            scopes.retain(|s| s != "openid");
+        }
         // Refresh tokens are asked for where the server lists `offline_access` (MCP
         // authorization, "scope selection"); with a configured issuer the scopes are the
         // user's, as in the original tool.
