@@ -19,6 +19,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { killStrayBrowsers, waitFor } from './helpers/rig.mjs';
 import { completeDeviceLogin, parseDevicePrompt } from './helpers/device.mjs';
 import { completeLogin } from './helpers/browser.mjs';
+import { startIdp } from '../examples/idp.mjs';
 import {
   AUTH_ERROR, CLI, setup as baseSetup, startProxy, connectProxy, whoami, callJson, spawnRaw, runCli,
   waitPastExpiry, within, sleep, freePort,
@@ -246,6 +247,29 @@ test('a server that needs no login, no OIDC_ISSUER_URL: bridged without a token,
   assert.equal((await ctx.opened()).length, 0, 'no browser');
   assert.equal(p.stderr().match(/no login configured/g)?.length, 1, `one notice:\n${p.stderr()}`);
   assert.deepEqual(ctx.cacheFiles(), [], 'nothing cached');
+});
+
+test('the authorization server moves: a 401 naming another one leads to a login there, and the old one gets no refresh token', T, async (t) => {
+  let current; // the issuer the backend trusts and names in its metadata
+  const ctx = await setup(t, { ...DISCOVERY, backend: { issuer: () => current } });
+  const a = ctx.rig.idp;
+  current = a.issuer;
+  const p = await connectProxy(ctx, { args: ctx.redirectArgs });
+  assert.equal((await whoami(p.client)).iss, a.issuer);
+
+  const b = await startIdp({ resource: ctx.rig.backendUrl });
+  ctx.defer(() => b.close());
+  current = b.issuer;
+  const aBefore = a.requests.length;
+  const who = await whoami(p.client);
+  assert.equal(who.iss, b.issuer, 'logged in at the new authorization server');
+  assert.equal(who.sub, 'alice');
+  assert.deepEqual(a.requests.slice(aBefore).filter((r) => r.path === '/token'), [], 'nothing sent to the old token endpoint');
+  assert.equal(b.stats.registrations, 1, 'registered anew at the new server');
+  assert.equal((await ctx.opened()).length, 2, 'one login at each server');
+  const d = ctx.readCache().entry.discovered;
+  assert.equal(d.issuer, b.issuer, 'the cached login is the new server\'s');
+  assert.match(p.stderr(), /authorization server moved/);
 });
 
 test('headless with discovery and a dynamically registered client: the device flow works', T, async (t) => {
