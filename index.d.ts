@@ -29,6 +29,20 @@ export interface ProxyOptions {
   noBanner?: boolean
   silent?: boolean
   debug?: boolean
+  /** PEM private key file: `private_key_jwt` client authentication (RFC 7523). */
+  clientPrivateKey?: string
+  /** Key ID registered for that key (default: its RFC 7638 thumbprint). */
+  clientKeyId?: string
+  /** HTTPS URL of a client ID metadata document (SEP-991), used as the client ID. */
+  clientMetadataUrl?: string
+  /** Enterprise-managed authorization (SEP-990): IdP login, ID-JAG, jwt-bearer grant. */
+  crossAppAccess?: boolean
+  /** (cross-app) Client ID at the MCP server's authorization server. */
+  mcpClientId?: string
+  /** (cross-app) Client secret there. */
+  mcpClientSecret?: string
+  /** (cross-app) File holding an ID token to exchange instead of logging in at the IdP. */
+  idTokenFile?: string
 }
 
 /** Run a command line (without `node` and the script name); resolves with the exit code. */

@@ -48,6 +48,13 @@ const OPTIONS = {
   noBanner: ['--no-banner', 'flag'],
   silent: ['--silent', 'flag'],
   debug: ['--debug', 'flag'],
+  clientPrivateKey: ['--client-private-key', 'value'],
+  clientKeyId: ['--client-key-id', 'value'],
+  clientMetadataUrl: ['--client-metadata-url', 'value'],
+  crossAppAccess: ['--cross-app-access', 'flag'],
+  mcpClientId: ['--mcp-client-id', 'value'],
+  mcpClientSecret: ['--mcp-client-secret', 'value'],
+  idTokenFile: ['--id-token-file', 'value'],
 }
 
 /** Turn an options object into argv for the core (backend URL last). */

@@ -11,8 +11,8 @@
 
 import http from 'node:http';
 import { pathToFileURL } from 'node:url';
-import { randomBytes } from 'node:crypto';
-import { generateKeyPair, exportJWK } from 'jose';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { generateKeyPair, exportJWK, importJWK, SignJWT, jwtVerify, createLocalJWKSet } from 'jose';
 
 export const DEFAULT_SCOPE = 'openid profile email';
 const RESOURCE_SCOPE = 'openid profile email offline_access mcp:tools';
@@ -90,6 +90,13 @@ export function defaultClients() {
  *                                              a plain OAuth 2.1 server would (RFC 8414: no
  *                                              `jwks_uri`, no OpenID fields, no `openid` scope)
  * @param {number} [opts.deviceCodeTtl=600]     seconds a device code (RFC 8628) stays valid
+ * @param {object} [opts.crossApp]              test knob: enterprise-managed authorization
+ *                                              (SEP-990) with this provider as both the company
+ *                                              IdP and the MCP server's authorization server:
+ *                                              the token-exchange grant (ID token -> ID-JAG for
+ *                                              `crossApp.mcpClientId`) and the jwt-bearer grant
+ *                                              (ID-JAG -> JWT access token for its resource);
+ *                                              counted in stats.tokenExchanges/jwtBearerGrants
  *
  * Every request is also counted in `idp.requests` ({ method, path, query, time }; no bodies)
  * and `idp.stats` has registrations, discoveryRequests, deviceAuthorizations and
@@ -108,6 +115,7 @@ export async function startIdp(opts = {}) {
     recordTokenRequests = false,
     extraResourceScopes = [],
     deviceCodeTtl = 600,
+    crossApp,
   } = opts;
   const resourceScope = [RESOURCE_SCOPE, ...extraResourceScopes].join(' ');
 
@@ -193,8 +201,9 @@ export async function startIdp(opts = {}) {
   try {
     // Imported lazily so the "Unsupported runtime" (Node 20) warning printed at import
     // time can be silenced too.
-    const { default: Provider } = await import('oidc-provider');
+    const { default: Provider, errors } = await import('oidc-provider');
     provider = new Provider(issuer, configuration);
+    if (crossApp) await enableCrossApp(provider, errors, { issuer, jwk, accessTokenTtl, crossApp, count: (k) => { stats[k] += 1; } });
   } finally {
     restoreWarn();
   }
@@ -220,6 +229,8 @@ export async function startIdp(opts = {}) {
     discoveryRequests: 0, // every GET of a /.well-known/* document (and of the JWKS)
     deviceAuthorizations: 0, // every hit on the device authorization endpoint
     deviceCodeExchanges: 0, // successful device_code grants
+    tokenExchanges: 0, // ID-JAGs issued (crossApp)
+    jwtBearerGrants: 0, // access tokens issued for an ID-JAG (crossApp)
   };
   const requests = []; // { method, path, query, time } of every request, no bodies
   const tokenRequests = []; // only filled with recordTokenRequests
@@ -328,6 +339,43 @@ export async function startIdp(opts = {}) {
   }
 
   return { issuer, port: actualPort, provider, server, stats, tokenRequests, requests, revokeAllGrants, close, pause, resume, resource };
+}
+
+/**
+ * SEP-990 on oidc-provider, for tests: RFC 8693 token exchange of an ID token issued here
+ * for an ID-JAG (typ `oauth-id-jag+jwt`), and the RFC 7523 jwt-bearer grant of an ID-JAG for
+ * a JWT access token (audience: the ID-JAG's resource). Both signed with the provider's key.
+ */
+async function enableCrossApp(provider, errors, { issuer, jwk, accessTokenTtl, crossApp, count }) {
+  const signer = await importJWK(jwk, 'RS256');
+  const { d, p, q, dp, dq, qi, ...pub } = jwk;
+  const ownKeys = createLocalJWKSet({ keys: [pub] });
+  const sign = (claims, typ, aud, ttl) => new SignJWT(claims)
+    .setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ })
+    .setIssuer(issuer).setAudience(aud).setIssuedAt().setExpirationTime(`${ttl}s`).setJti(randomUUID())
+    .sign(signer);
+  const verify = async (jwt, opts) => {
+    try { return (await jwtVerify(jwt, ownKeys, { issuer, ...opts })).payload; } catch (e) { throw new errors.InvalidGrant(e.message); }
+  };
+  provider.registerGrantType('urn:ietf:params:oauth:grant-type:token-exchange', async (ctx) => {
+    const prm = ctx.oidc.params;
+    if (prm.subject_token_type !== 'urn:ietf:params:oauth:token-type:id_token') throw new errors.InvalidRequest('subject_token_type must be id_token');
+    if (prm.requested_token_type !== 'urn:ietf:params:oauth:token-type:id-jag') throw new errors.InvalidRequest('requested_token_type must be id-jag');
+    if (!prm.audience || !prm.resource) throw new errors.InvalidRequest('audience and resource are required');
+    const idToken = await verify(prm.subject_token, { audience: ctx.oidc.client.clientId });
+    const jag = await sign({ sub: idToken.sub, client_id: crossApp.mcpClientId, resource: prm.resource, ...(prm.scope && { scope: prm.scope }) },
+      'oauth-id-jag+jwt', prm.audience, 300);
+    count('tokenExchanges');
+    ctx.body = { access_token: jag, issued_token_type: 'urn:ietf:params:oauth:token-type:id-jag', token_type: 'N_A', expires_in: 300 };
+  }, ['subject_token', 'subject_token_type', 'requested_token_type', 'audience', 'resource', 'scope']);
+  provider.registerGrantType('urn:ietf:params:oauth:grant-type:jwt-bearer', async (ctx) => {
+    const jag = await verify(ctx.oidc.params.assertion, { audience: issuer, typ: 'oauth-id-jag+jwt' });
+    if (jag.client_id !== ctx.oidc.client.clientId) throw new errors.InvalidGrant('the ID-JAG is for another client');
+    const scope = jag.scope ?? 'mcp:tools';
+    const at = await sign({ sub: jag.sub, client_id: jag.client_id, scope }, 'at+jwt', jag.resource, accessTokenTtl);
+    count('jwtBearerGrants');
+    ctx.body = { access_token: at, token_type: 'Bearer', expires_in: accessTokenTtl, scope };
+  }, ['assertion', 'scope']);
 }
 
 // oidc-provider prints loud "attention" warnings for devInteractions/dev keys; hide them.

@@ -72,22 +72,20 @@ const PROXY_CONFIG = {
     ],
     env: { OIDC_CLIENT_ID: ctx.client_id },
   }),
-  // TODO(issue 12 item 9): cross-app access (SEP-990). These flag names are the harness's
-  // proposal, not the proxy's yet — rename them to whatever the proxy ends up offering:
-  //   --idp-id-token-file FILE    an ID token already issued by the enterprise IdP (the
-  //                               scenario's IdP has no login page; the token is in the context)
-  //   --idp-token-endpoint URL    where to exchange it for an ID-JAG (RFC 8693)
-  //   --idp-client-id ID          the proxy's client ID at the IdP
-  //   OIDC_CLIENT_ID / OIDC_CLIENT_SECRET: the proxy's client at the MCP server's authorization
-  //                               server (client_secret_basic for the JWT bearer grant)
-  // ctx.idp_issuer is also available (the IdP's OpenID configuration is served there).
+  // Cross-app access (SEP-990): the enterprise IdP is the configured issuer and client; its
+  // ID token comes from the context (the scenario's IdP has no login page), is exchanged there
+  // for an ID-JAG, and that at the MCP server's authorization server (client_secret_basic).
   'auth/cross-app-access-complete-flow': (ctx, dir) => ({
     args: [
-      '--idp-id-token-file', secretFile(dir, 'idp-id-token.jwt', ctx.idp_id_token),
-      '--idp-token-endpoint', ctx.idp_token_endpoint,
-      '--idp-client-id', ctx.idp_client_id,
+      '--cross-app-access',
+      '--id-token-file', secretFile(dir, 'idp-id-token.jwt', ctx.idp_id_token),
+      '--mcp-client-id', ctx.client_id,
     ],
-    env: { OIDC_CLIENT_ID: ctx.client_id, OIDC_CLIENT_SECRET: ctx.client_secret },
+    env: {
+      OIDC_ISSUER_URL: ctx.idp_issuer,
+      OIDC_CLIENT_ID: ctx.idp_client_id,
+      MCP_PROXY_MCP_CLIENT_SECRET: ctx.client_secret,
+    },
   }),
 };
 

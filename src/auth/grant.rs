@@ -249,6 +249,24 @@ impl Provider {
         Ok(url)
     }
 
+    /// `private_key_jwt` (RFC 7523 §2.2): `client_assertion_type` and a fresh
+    /// `client_assertion` for one token request, when the configured client has a key.
+    fn assertion_params(&self) -> Result<Vec<(&'static str, String)>, AuthError> {
+        let Some(key) = self
+            .cfg
+            .client_auth
+            .private_key
+            .as_ref()
+            .filter(|_| self.cfg.client_id.as_deref() == Some(self.client_id.as_str()))
+        else {
+            return Ok(Vec::new());
+        };
+        let params = key
+            .token_params(&self.client_id, self.issuer())
+            .map_err(AuthError::ClientAssertion)?;
+        Ok(params.into_iter().map(|(k, v)| (k, v.expose().clone())).collect())
+    }
+
     /// The browser login: bind the callback first, then open the browser (and print the URL),
     /// wait for the code, exchange it with the PKCE verifier, verify the ID token.
     pub async fn browser_login(&self, http: &reqwest::Client, scopes: &[String]) -> Result<Tokens, AuthError> {
@@ -285,6 +303,9 @@ impl Provider {
                         .set_pkce_verifier(openidconnect::PkceCodeVerifier::new(verifier));
                     if let Some(r) = self.resource() {
                         req = req.add_extra_param("resource", r.to_string());
+                    }
+                    for (k, v) in self.assertion_params()? {
+                        req = req.add_extra_param(k, v);
                     }
                     req.request_async(http).await.map_err(token_error)
                 }
@@ -372,6 +393,9 @@ impl Provider {
                 if let Some(r) = self.resource() {
                     req = req.add_extra_param("resource", r.to_string());
                 }
+                for (k, v) in self.assertion_params()? {
+                    req = req.add_extra_param(k, v);
+                }
                 req.request_async(http).await.map_err(token_error)
             })
             .await?;
@@ -390,6 +414,9 @@ impl Provider {
                     let mut req = client.exchange_refresh_token(&rt);
                     if let Some(r) = self.resource() {
                         req = req.add_extra_param("resource", r.to_string());
+                    }
+                    for (k, v) in self.assertion_params()? {
+                        req = req.add_extra_param(k, v);
                     }
                     req.request_async(http).await.map_err(token_error)
                 }

@@ -5,6 +5,8 @@
 
 pub mod browser;
 pub mod callback;
+pub mod client_auth;
+pub mod cross_app;
 pub mod discovery;
 pub mod grant;
 pub mod registration;
@@ -40,6 +42,8 @@ pub enum AuthError {
     LoginRequired,
     #[error("{0}")]
     Lock(String),
+    #[error("cannot sign the client assertion: {0}")]
+    ClientAssertion(String),
 }
 
 fn describe_opt(d: &Option<String>) -> String {
@@ -85,6 +89,7 @@ impl AuthError {
             AuthError::IdToken(_) => "ERR_ID_TOKEN",
             AuthError::LoginRequired => "ERR_NOT_LOGGED_IN",
             AuthError::Lock(_) => "ERR_LOCK",
+            AuthError::ClientAssertion(_) => "ERR_CLIENT_ASSERTION",
         }
     }
 
@@ -105,7 +110,7 @@ impl AuthError {
             AuthError::Network(_) => "check your network, proxy (`HTTPS_PROXY`) and CA settings (`--ca-file`)".into(),
             AuthError::IdToken(_) => "check `OIDC_ISSUER_URL` and `OIDC_CLIENT_ID`; the provider's token was not issued for this client".into(),
             AuthError::LoginRequired => "run `authful-mcp-proxy login` with the same configuration".into(),
-            AuthError::Lock(_) => return None,
+            AuthError::Lock(_) | AuthError::ClientAssertion(_) => return None,
         })
     }
 }
@@ -326,6 +331,14 @@ impl TokenManager {
                 inner.tokens = Some(t); // its refresh token is the newest
             }
         }
+        if self.cfg.client_auth.cross_app.is_some() {
+            // Cross-app access (SEP-990): a new exchange instead of a refresh or a login at
+            // the MCP server's authorization server; see cross_app.rs.
+            let t = self.cross_app_tokens(&mut inner).await?;
+            self.cache.save_or_warn(&t, &inner.discovered);
+            self.set(&mut inner, t.clone());
+            return Ok(t);
+        }
         let previous = inner.tokens.clone();
         let provider = self.provider(&mut inner).await?;
         let refresh_token = previous
@@ -524,9 +537,18 @@ impl TokenManager {
         if offline && !scopes.iter().any(|s| s == "offline_access") {
             scopes.push("offline_access".into());
         }
-        let (client_id, client_secret, auth_method) = match &cfg.client_id {
-            Some(id) => (id.clone(), cfg.client_secret.clone(), None),
-            None => {
+        let choice = registration::choose_client(
+            cfg.client_id.as_deref(),
+            cfg.client_auth.metadata_url.as_deref(),
+            metadata.client_id_metadata_document_supported,
+        );
+        let (client_id, client_secret, auth_method) = match choice {
+            registration::ClientChoice::Configured(id) => (id, cfg.client_secret.clone(), None),
+            registration::ClientChoice::MetadataDocument(url) => {
+                tracing::debug!("using the client ID metadata document `{url}` as the client ID");
+                (url, None, None)
+            }
+            registration::ClientChoice::Register => {
                 let redirect = cfg.redirect_url.as_str().to_string();
                 // A cached registration is used as it is (its refresh token belongs to it);
                 // `fresh_registration_needed` decides before a login whether to register anew.
