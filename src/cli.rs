@@ -70,6 +70,10 @@ Connection:
                                     (0: no limit) [env: MCP_PROXY_REQUEST_TIMEOUT] [default: 0]
       --max-message-bytes <BYTES>   Largest JSON-RPC message accepted on stdin
                                     [env: MCP_PROXY_MAX_MESSAGE_BYTES] [default: 67108864]
+      --max-output-bytes <BYTES>    Largest message written to the client: a larger answer becomes
+                                    an error for its request, a larger notification is dropped
+                                    (MCP clients on stdio commonly stop at 10 MiB; 0: no limit)
+                                    [env: MCP_PROXY_MAX_OUTPUT_BYTES] [default: 10420224]
 
 Output:
       --no-banner                   Suppress the startup banner
@@ -112,6 +116,7 @@ pub struct Opts {
     pub ca_file: Option<PathBuf>,
     pub request_timeout: u64,
     pub max_message_bytes: usize,
+    pub max_output_bytes: usize,
     pub no_banner: bool,
     pub silent: bool,
     pub debug: bool,
@@ -139,6 +144,7 @@ impl Default for Opts {
             ca_file: None,
             request_timeout: 0,
             max_message_bytes: 64 * 1024 * 1024,
+            max_output_bytes: crate::bridge::host::DEFAULT_MAX_OUTPUT,
             no_banner: false,
             silent: false,
             debug: false,
@@ -190,8 +196,8 @@ fn seconds(source: &str, s: &str, default: u64) -> Result<u64, ConfigError> {
     number_or(source, s, default, "seconds")
 }
 
-fn bytes(source: &str, s: &str) -> Result<usize, ConfigError> {
-    number_or(source, s, 64 << 20, "bytes")
+fn bytes(source: &str, s: &str, default: usize) -> Result<usize, ConfigError> {
+    number_or(source, s, default, "bytes")
 }
 
 fn transport(source: &str, s: &str) -> Result<Transport, ConfigError> {
@@ -339,7 +345,14 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
                 o.request_timeout = seconds("--request-timeout", &value!("--request-timeout"), 0)?
             }
             Long("max-message-bytes") => {
-                o.max_message_bytes = bytes("--max-message-bytes", &value!("--max-message-bytes"))?
+                o.max_message_bytes = bytes("--max-message-bytes", &value!("--max-message-bytes"), 64 << 20)?
+            }
+            Long("max-output-bytes") => {
+                o.max_output_bytes = bytes(
+                    "--max-output-bytes",
+                    &value!("--max-output-bytes"),
+                    crate::bridge::host::DEFAULT_MAX_OUTPUT,
+                )?
             }
             Long("no-banner") => o.no_banner = true,
             Long("silent") => silent = true,
@@ -395,7 +408,10 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
         o.request_timeout = seconds("MCP_PROXY_REQUEST_TIMEOUT", &v, 0)?;
     }
     if let Some(v) = var("MCP_PROXY_MAX_MESSAGE_BYTES", "--max-message-bytes") {
-        o.max_message_bytes = bytes("MCP_PROXY_MAX_MESSAGE_BYTES", &v)?;
+        o.max_message_bytes = bytes("MCP_PROXY_MAX_MESSAGE_BYTES", &v, 64 << 20)?;
+    }
+    if let Some(v) = var("MCP_PROXY_MAX_OUTPUT_BYTES", "--max-output-bytes") {
+        o.max_output_bytes = bytes("MCP_PROXY_MAX_OUTPUT_BYTES", &v, crate::bridge::host::DEFAULT_MAX_OUTPUT)?;
     }
     if let Some(v) = var("MCP_PROXY_TRANSPORT", "--transport") {
         o.transport = transport("MCP_PROXY_TRANSPORT", &v)?;
