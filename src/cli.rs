@@ -411,7 +411,11 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
         o.max_message_bytes = bytes("MCP_PROXY_MAX_MESSAGE_BYTES", &v, 64 << 20)?;
     }
     if let Some(v) = var("MCP_PROXY_MAX_OUTPUT_BYTES", "--max-output-bytes") {
-        o.max_output_bytes = bytes("MCP_PROXY_MAX_OUTPUT_BYTES", &v, crate::bridge::host::DEFAULT_MAX_OUTPUT)?;
+        o.max_output_bytes = bytes(
+            "MCP_PROXY_MAX_OUTPUT_BYTES",
+            &v,
+            crate::bridge::host::DEFAULT_MAX_OUTPUT,
+        )?;
     }
     if let Some(v) = var("MCP_PROXY_TRANSPORT", "--transport") {
         o.transport = transport("MCP_PROXY_TRANSPORT", &v)?;

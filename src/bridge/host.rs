@@ -205,15 +205,25 @@ pub struct Patience {
 impl Patience {
     /// Wait (see [`Unread::wait_read`]) with the current bound; true if the client read all.
     pub fn wait(&mut self, u: Unread) -> bool {
-        let bound = if self.ran_out >= GIVE_UP_AFTER { HOLD_SHORT } else { HOLD };
+        let bound = if self.ran_out >= GIVE_UP_AFTER {
+            HOLD_SHORT
+        } else {
+            HOLD
+        };
         let waited = u.wait_read(bound);
         if waited >= bound {
             self.ran_out = self.ran_out.saturating_add(1);
-            tracing::debug!("the client did not read within {}ms; answering anyway", bound.as_millis());
+            tracing::debug!(
+                "the client did not read within {}ms; answering anyway",
+                bound.as_millis()
+            );
             false
         } else {
             self.ran_out = 0;
-            tracing::trace!("held an answer {}µs until the client had read what precedes it", waited.as_micros());
+            tracing::trace!(
+                "held an answer {}µs until the client had read what precedes it",
+                waited.as_micros()
+            );
             true
         }
     }
@@ -275,7 +285,10 @@ mod tests {
             // SAFETY: write a static slice to our own descriptor.
             unsafe { libc::write(w, b"abc\n".as_ptr().cast(), 4) };
             assert!(u.bytes().unwrap() > 0);
-            assert!(u.wait_read(Duration::from_millis(20)) >= Duration::from_millis(20), "nobody reads: bounded");
+            assert!(
+                u.wait_read(Duration::from_millis(20)) >= Duration::from_millis(20),
+                "nobody reads: bounded"
+            );
             let reader = std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(3));
                 let mut buf = [0u8; 8];
@@ -284,7 +297,10 @@ mod tests {
             });
             let took = u.wait_read(Duration::from_secs(2));
             reader.join().unwrap();
-            assert!(took >= Duration::from_millis(2) && took < Duration::from_secs(1), "{took:?}");
+            assert!(
+                took >= Duration::from_millis(2) && took < Duration::from_secs(1),
+                "{took:?}"
+            );
             assert_eq!(u.bytes(), Some(0));
             if socket {
                 // A client that stopped reading: after a few waits that ran out, short ones.

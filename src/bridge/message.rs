@@ -309,9 +309,17 @@ mod tests {
         // (message, params.progressToken, params._meta.progressToken) with the reason per row.
         let rows: &[(&str, Option<Value>, Option<Value>)] = &[
             // A request asking for progress.
-            (r#"{"id":1,"method":"tools/call","params":{"name":"x","_meta":{"progressToken":7}}}"#, None, Some(7.into())),
+            (
+                r#"{"id":1,"method":"tools/call","params":{"name":"x","_meta":{"progressToken":7}}}"#,
+                None,
+                Some(7.into()),
+            ),
             // The notification about it.
-            (r#"{"method":"notifications/progress","params":{"progressToken":"t","progress":1}}"#, Some("t".into()), None),
+            (
+                r#"{"method":"notifications/progress","params":{"progressToken":"t","progress":1}}"#,
+                Some("t".into()),
+                None,
+            ),
             // By-position params and odd shapes are skipped, not refused.
             (r#"{"id":1,"method":"m","params":[1,{"progressToken":2}]}"#, None, None),
             (r#"{"id":1,"method":"m","params":"s"}"#, None, None),
@@ -320,7 +328,11 @@ mod tests {
         ];
         for (msg, token, meta) in rows {
             let e = env(msg);
-            assert_eq!((e.progress_token(), e.meta_progress_token()), (token.as_ref(), meta.as_ref()), "{msg}");
+            assert_eq!(
+                (e.progress_token(), e.meta_progress_token()),
+                (token.as_ref(), meta.as_ref()),
+                "{msg}"
+            );
         }
         let m = classify(Bytes::from_static(
             br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"_meta":{"progressToken":3}}}"#,

@@ -508,10 +508,7 @@ impl Out {
 
     /// A JSON-RPC error response for `id` (null when the request could not be parsed).
     pub fn error(&self, id: Option<&serde_json::Value>, code: i64, message: &str) {
-        self.answer(
-            id,
-            serde_json::json!({ "code": code, "message": message }),
-        );
+        self.answer(id, serde_json::json!({ "code": code, "message": message }));
     }
 
     /// A JSON-RPC error response for `id` with this error object (the server's own, say).
