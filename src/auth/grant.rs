@@ -77,7 +77,7 @@ fn token_error<T: ErrorResponseType + AsRef<str> + std::fmt::Display + 'static>(
             AuthError::Unexpected(format!("HTTP {status} without an OAuth error"))
         }
         RequestTokenError::Parse(e, _) => AuthError::Unexpected(format!("not OAuth JSON ({})", e.path())),
-        RequestTokenError::Other(s) => AuthError::Network(s),
+        RequestTokenError::Other(s) => AuthError::Unexpected(s),
     }
 }
 

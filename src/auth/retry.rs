@@ -14,8 +14,9 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 /// How long a token request keeps trying through transient failures: a user's call is
-/// waiting (MCP clients commonly give a request 60 s).
-pub const PATIENCE: Duration = Duration::from_secs(30);
+/// waiting (MCP clients commonly give a request 60 s, and the time a login may take comes on
+/// top for a refresh that fails for good), so an outage is reported well within that.
+pub const PATIENCE: Duration = Duration::from_secs(20);
 
 /// The first pause between tries; it doubles up to [`MAX_DELAY`].
 const FIRST_DELAY: Duration = Duration::from_millis(200);

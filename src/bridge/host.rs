@@ -130,15 +130,18 @@ pub enum Unread {
 }
 
 impl Unread {
-    /// How to watch `fd` (with `None`, a writer that is not a descriptor: nothing to wait for).
+    /// How to watch `fd`; `None` when there is nothing to wait for (a writer that is not a
+    /// descriptor, a file, a terminal).
     pub fn of(fd: Option<i32>) -> Option<Unread> {
         let fd = fd?;
         #[cfg(target_os = "linux")]
-        return Some(match super::stdio::file_type(fd) {
-            Some(libc::S_IFSOCK) => Unread::Socket(fd),
-            Some(libc::S_IFIFO) => Unread::Pipe(fd),
-            _ => Unread::Unknown,
-        });
+        return match super::stdio::file_type(fd) {
+            Some(libc::S_IFSOCK) => Some(Unread::Socket(fd)),
+            Some(libc::S_IFIFO) => Some(Unread::Pipe(fd)),
+            // A file or a terminal: nobody reads in messages.
+            Some(libc::S_IFREG) | Some(libc::S_IFCHR) => None,
+            _ => Some(Unread::Unknown),
+        };
         #[cfg(not(target_os = "linux"))]
         {
             let _ = fd;
