@@ -507,9 +507,27 @@ mod tests {
         assert_eq!(a.auth_timeout.as_secs(), 300);
         assert_eq!(a.grant, GrantKind::Auto);
         assert_eq!(c.max_message_bytes, 64 << 20);
+        assert_eq!(c.max_output_bytes, 10 * 1024 * 1024 - 64 * 1024);
         assert_eq!(c.request_timeout, None);
         assert_eq!(c.transport, Transport::Auto);
         assert!(c.banner);
+    }
+
+    #[test]
+    fn max_output_bytes_from_flag_or_environment() {
+        type Row<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], usize);
+        let env = [("MCP_PROXY_MAX_OUTPUT_BYTES", "5000")];
+        // (argv, environment, limit) with the reason per row.
+        let rows: &[Row] = &[
+            (&[URL], &env, 5000),                             // the variable
+            (&["--max-output-bytes", "0", URL], &env, 0),     // the flag wins; 0 = no limit
+            (&["--max-output-bytes=", URL], &[], 10_420_224), // empty: the default
+            (&[URL], &[("MCP_PROXY_MAX_OUTPUT_BYTES", " ")], 10_420_224),
+        ];
+        for (argv, vars, want) in rows {
+            assert_eq!(proxy(argv, vars).max_output_bytes, *want, "{argv:?} {vars:?}");
+        }
+        assert!(usage_error(&["--max-output-bytes", "lots", URL], &[]).contains("--max-output-bytes"));
     }
 
     #[test]
