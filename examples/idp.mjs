@@ -98,6 +98,11 @@ export function defaultClients() {
  *                                              (ID-JAG -> JWT access token for its resource);
  *                                              counted in stats.tokenExchanges/jwtBearerGrants
  *
+ * Test knob: `idp.failTokenRequests(...failures)` makes the next token-endpoint requests fail,
+ * one failure each, before oidc-provider sees them: `{ status = 400, error, description,
+ * body, retryAfter, contentType }` (`error` gives an OAuth JSON error body; `body` a raw one,
+ * e.g. an HTML error page). `idp.stats.injectedFailures` counts those served.
+ *
  * Every request is also counted in `idp.requests` ({ method, path, query, time }; no bodies)
  * and `idp.stats` has registrations, discoveryRequests, deviceAuthorizations and
  * deviceCodeExchanges.
@@ -231,7 +236,9 @@ export async function startIdp(opts = {}) {
     deviceCodeExchanges: 0, // successful device_code grants
     tokenExchanges: 0, // ID-JAGs issued (crossApp)
     jwtBearerGrants: 0, // access tokens issued for an ID-JAG (crossApp)
+    injectedFailures: 0, // token-endpoint requests failed on purpose (failTokenRequests)
   };
+  const failures = []; // queued by failTokenRequests()
   const requests = []; // { method, path, query, time } of every request, no bodies
   const tokenRequests = []; // only filled with recordTokenRequests
   const grantIds = new Set();
@@ -282,6 +289,20 @@ export async function startIdp(opts = {}) {
     }
     if (ctx.path === '/token') {
       stats.tokenEndpointRequests += 1;
+      const f = failures.shift();
+      if (f) {
+        stats.injectedFailures += 1;
+        ctx.status = f.status ?? 400;
+        if (f.retryAfter !== undefined) ctx.set('Retry-After', String(f.retryAfter));
+        if (f.body !== undefined) {
+          ctx.type = f.contentType ?? 'text/html';
+          ctx.body = f.body;
+        } else {
+          ctx.type = 'application/json';
+          ctx.body = JSON.stringify({ error: f.error ?? 'server_error', ...(f.description && { error_description: f.description }) });
+        }
+        return;
+      }
       if (recordTokenRequests) {
         await next();
         const p = ctx.oidc?.params ?? {};
@@ -300,6 +321,11 @@ export async function startIdp(opts = {}) {
   });
 
   server.on('request', provider.callback());
+
+  /** Fail the next token-endpoint requests on purpose, one failure each (see startIdp). */
+  function failTokenRequests(...list) {
+    failures.push(...list);
+  }
 
   /** Revoke every grant (and so every refresh token) issued so far. */
   async function revokeAllGrants() {
@@ -338,7 +364,7 @@ export async function startIdp(opts = {}) {
     });
   }
 
-  return { issuer, port: actualPort, provider, server, stats, tokenRequests, requests, revokeAllGrants, close, pause, resume, resource };
+  return { issuer, port: actualPort, provider, server, stats, tokenRequests, requests, revokeAllGrants, failTokenRequests, close, pause, resume, resource };
 }
 
 /**

@@ -99,6 +99,7 @@ async fn proxy(config: Config) -> Result<ExitCode, Error> {
     }
     stdio::make_blocking();
     let out = stdio::Out::stdout(crate::shutdown::trigger);
+    out.set_max_output(config.max_output_bytes);
     let conn = Arc::new(Conn::new(&config, http, url, auth, out));
     // The bridge runs on a runtime of its own with one thread: its tasks hand messages to
     // each other all the time, and on one thread that costs no cross-thread wake-ups.

@@ -117,6 +117,8 @@ pub struct Config {
     /// skipped with a warning otherwise (as Node does).
     pub env_ca_files: Vec<PathBuf>,
     pub max_message_bytes: usize,
+    /// Largest line written to the client (`--max-output-bytes`; 0: no limit).
+    pub max_output_bytes: usize,
     /// Longest wait for the answer to one request (`None`: no limit).
     pub request_timeout: Option<Duration>,
     pub log: LogLevel,
@@ -524,6 +526,7 @@ impl Config {
             ca_files,
             env_ca_files,
             max_message_bytes: o.max_message_bytes.max(1024),
+            max_output_bytes: o.max_output_bytes,
             request_timeout: (o.request_timeout > 0).then(|| Duration::from_secs(o.request_timeout)),
             log,
             banner: !o.no_banner && !o.silent,
@@ -577,6 +580,7 @@ mod tests {
             oidc_redirect_url: "http://localhost:8080/auth/callback".into(),
             auth_timeout: 300,
             max_message_bytes: 1 << 20,
+            max_output_bytes: 0,
             ..Default::default()
         }
     }

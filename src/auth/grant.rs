@@ -5,6 +5,7 @@
 //! is verified (its keys fetched) only then.
 
 use super::discovery::Metadata;
+use super::retry::{self, Answer, Recorder, PATIENCE};
 use super::{browser, callback, AuthError};
 use crate::config::AuthConfig;
 use crate::secret::Secret;
@@ -32,23 +33,50 @@ pub struct Provider {
     use_post: AtomicBool,
 }
 
+/// What a failed token request means: a refusal (`TokenRefused`, with the provider's own
+/// error code), a provider having trouble (`Unavailable`: `temporarily_unavailable`,
+/// `server_error`, HTTP 429 or 5xx, JSON or not), the network (`Network`), or an answer that
+/// is none of these (`Unexpected`). `answer`: the status and `Retry-After` seen, if any.
 fn token_error<T: ErrorResponseType + AsRef<str> + std::fmt::Display + 'static>(
     e: RequestTokenError<openidconnect::HttpClientError<reqwest::Error>, StandardErrorResponse<T>>,
+    answer: Option<Answer>,
 ) -> AuthError {
+    let retry_after = answer.and_then(|a| a.retry_after);
+    let status = answer.map(|a| a.status).unwrap_or_default();
+    let transient = answer.is_some_and(|a| a.is_transient());
     match e {
-        RequestTokenError::ServerResponse(r) => AuthError::TokenRefused {
-            error: r.error().as_ref().to_string(),
-            description: r.error_description().cloned(),
-        },
+        RequestTokenError::ServerResponse(r) => {
+            let error = r.error().as_ref().to_string();
+            let description = r.error_description().cloned();
+            if matches!(error.as_str(), "temporarily_unavailable" | "server_error") {
+                AuthError::Unavailable {
+                    detail: format!("`{error}`{}", super::describe_opt(&description)),
+                    retry_after,
+                    tries: 1,
+                }
+            } else {
+                AuthError::TokenRefused { error, description }
+            }
+        }
         RequestTokenError::Request(e) => AuthError::Network(match e {
             openidconnect::HttpClientError::Reqwest(r) => crate::http::describe(&r),
             other => other.to_string(),
         }),
+        // An error page, an empty body, a proxy's HTML: the status decides.
+        RequestTokenError::Parse(..) | RequestTokenError::Other(_) if transient => AuthError::Unavailable {
+            detail: format!("HTTP {status}"),
+            retry_after,
+            tries: 1,
+        },
         // The body is not printed: a half-parsed token response may hold a token.
-        RequestTokenError::Parse(e, _) => {
-            AuthError::Network(format!("unexpected answer from the token endpoint ({})", e.path()))
+        RequestTokenError::Parse(e, _) if status == 200 => {
+            AuthError::Unexpected(format!("HTTP 200 without valid tokens ({})", e.path()))
         }
-        RequestTokenError::Other(s) => AuthError::Network(s),
+        RequestTokenError::Parse(..) | RequestTokenError::Other(_) if status != 0 => {
+            AuthError::Unexpected(format!("HTTP {status} without an OAuth error"))
+        }
+        RequestTokenError::Parse(e, _) => AuthError::Unexpected(format!("not OAuth JSON ({})", e.path())),
+        RequestTokenError::Other(s) => AuthError::Unexpected(s),
     }
 }
 
@@ -293,8 +321,9 @@ impl Provider {
         };
         let code = listener.wait(state.secret(), iss, cfg.auth_timeout).await?;
         let verifier = Secret::new(verifier.secret().clone());
-        let response = self
-            .with_auth_fallback(&redirect, |client| {
+        let (code, verifier, redirect_ref) = (&code, &verifier, &redirect);
+        let response = retry::with_retry("exchanging the login code", PATIENCE, move || {
+            self.with_auth_fallback(redirect_ref, move |client| {
                 let code = code.expose().clone();
                 let verifier = verifier.expose().clone();
                 async move {
@@ -307,10 +336,12 @@ impl Provider {
                     for (k, v) in self.assertion_params()? {
                         req = req.add_extra_param(k, v);
                     }
-                    req.request_async(http).await.map_err(token_error)
+                    let rec = Recorder::new(http);
+                    req.request_async(&rec).await.map_err(|e| token_error(e, rec.last()))
                 }
             })
-            .await?;
+        })
+        .await?;
         let mut tokens = to_tokens(&response);
         self.verify_id_token(http, &response, scopes, nonce.as_ref(), &mut tokens)
             .await?;
@@ -342,17 +373,26 @@ impl Provider {
                 description: Some("the provider offers no device authorization endpoint".into()),
             })?;
         let client = self.client("http://localhost/")?.set_device_authorization_url(endpoint);
-        let mut req = client
-            .exchange_device_code()
-            .add_scopes(scopes.iter().map(|s| Scope::new(s.clone())));
-        if let Some(r) = self.resource() {
-            req = req.add_extra_param("resource", r.to_string());
-        }
+        let client_ref = &client;
         let details: CoreDeviceAuthorizationResponse =
-            req.request_async(http).await.map_err(|e| match token_error(e) {
-                AuthError::TokenRefused { error, description } => AuthError::DeviceRefused { error, description },
-                other => other,
-            })?;
+            retry::with_retry("asking for a device code", PATIENCE, move || async move {
+                let mut req = client_ref
+                    .exchange_device_code()
+                    .add_scopes(scopes.iter().map(|s| Scope::new(s.clone())));
+                if let Some(r) = self.resource() {
+                    req = req.add_extra_param("resource", r.to_string());
+                }
+                let rec = Recorder::new(http);
+                req.request_async(&rec)
+                    .await
+                    .map_err(|e| match token_error(e, rec.last()) {
+                        AuthError::TokenRefused { error, description } => {
+                            AuthError::DeviceRefused { error, description }
+                        }
+                        other => other,
+                    })
+            })
+            .await?;
         let complete = details.verification_uri_complete().map(|u| u.secret().to_string());
         eprintln!(
             "authful-mcp-proxy: to log in, open {} and enter the code {}{}\n",
@@ -361,21 +401,34 @@ impl Provider {
             complete.map(|c| format!("\n  (or open {c})")).unwrap_or_default()
         );
         let timeout = self.cfg.auth_timeout.min(details.expires_in());
-        let mut poll = client.exchange_device_access_token(&details);
-        if let Some(r) = self.resource() {
-            poll = poll.add_extra_param("resource", r.to_string());
-        }
-        let response: CoreTokenResponse = poll
-            .request_async(http, tokio::time::sleep, Some(timeout))
-            .await
-            .map_err(|e| match token_error(e) {
-                AuthError::TokenRefused { error, .. } if error == "expired_token" => AuthError::TimedOut(timeout),
-                AuthError::TokenRefused { error, description } if error == "access_denied" => {
-                    AuthError::Denied { error, description }
+        let deadline = std::time::Instant::now() + timeout;
+        let (client, details) = (&client, &details);
+        // The poll loop (pending, slow_down) is openidconnect's; a transient failure ends it,
+        // and it starts again, after a pause, with the time that is left.
+        let response: CoreTokenResponse =
+            retry::with_retry("waiting for the device login", timeout, move || async move {
+                let mut poll = client.exchange_device_access_token(details);
+                if let Some(r) = self.resource() {
+                    poll = poll.add_extra_param("resource", r.to_string());
                 }
-                AuthError::Network(s) if s.contains("timeout") || s.contains("Timeout") => AuthError::TimedOut(timeout),
-                other => other,
-            })?;
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let rec = Recorder::new(http);
+                poll.request_async(&rec, tokio::time::sleep, Some(left))
+                    .await
+                    .map_err(|e| match token_error(e, rec.last()) {
+                        AuthError::TokenRefused { error, .. } if error == "expired_token" => {
+                            AuthError::TimedOut(timeout)
+                        }
+                        AuthError::TokenRefused { error, description } if error == "access_denied" => {
+                            AuthError::Denied { error, description }
+                        }
+                        AuthError::Network(s) if s.contains("timeout") || s.contains("Timeout") => {
+                            AuthError::TimedOut(timeout)
+                        }
+                        other => other,
+                    })
+            })
+            .await?;
         let mut tokens = to_tokens(&response);
         self.verify_id_token(http, &response, scopes, None, &mut tokens).await?;
         tracing::info!("logged in with the device code");
@@ -384,9 +437,9 @@ impl Provider {
 
     /// Client credentials: tokens for the client itself; "refresh" is asking again.
     pub async fn client_credentials(&self, http: &reqwest::Client, scopes: &[String]) -> Result<Tokens, AuthError> {
-        let response = self
+        let response = retry::with_retry("asking for a client credentials token", PATIENCE, || {
             // The client credentials grant does not use the redirect URI.
-            .with_auth_fallback("http://localhost/", |client| async move {
+            self.with_auth_fallback("http://localhost/", |client| async move {
                 let mut req = client
                     .exchange_client_credentials()
                     .add_scopes(scopes.iter().filter(|s| *s != "openid").map(|s| Scope::new(s.clone())));
@@ -396,18 +449,20 @@ impl Provider {
                 for (k, v) in self.assertion_params()? {
                     req = req.add_extra_param(k, v);
                 }
-                req.request_async(http).await.map_err(token_error)
+                let rec = Recorder::new(http);
+                req.request_async(&rec).await.map_err(|e| token_error(e, rec.last()))
             })
-            .await?;
+        })
+        .await?;
         let mut t = to_tokens(&response);
         t.subject = Some(self.client_id.clone());
         Ok(t)
     }
 
     pub async fn refresh(&self, http: &reqwest::Client, rt: &Secret<String>) -> Result<Tokens, AuthError> {
-        let response = self
+        let response = retry::with_retry("refreshing the access token", PATIENCE, || {
             // The refresh grant does not use the redirect URI.
-            .with_auth_fallback("http://localhost/", |client| {
+            self.with_auth_fallback("http://localhost/", |client| {
                 let rt = rt.expose().clone();
                 async move {
                     let rt = RefreshToken::new(rt);
@@ -418,10 +473,12 @@ impl Provider {
                     for (k, v) in self.assertion_params()? {
                         req = req.add_extra_param(k, v);
                     }
-                    req.request_async(http).await.map_err(token_error)
+                    let rec = Recorder::new(http);
+                    req.request_async(&rec).await.map_err(|e| token_error(e, rec.last()))
                 }
             })
-            .await?;
+        })
+        .await?;
         Ok(to_tokens(&response))
     }
 }

@@ -10,6 +10,7 @@ pub mod cross_app;
 pub mod discovery;
 pub mod grant;
 pub mod registration;
+pub mod retry;
 mod source;
 
 use crate::config::{AuthConfig, GrantKind};
@@ -36,6 +37,17 @@ pub enum AuthError {
     DeviceRefused { error: String, description: Option<String> },
     #[error("cannot reach the identity provider: {0}")]
     Network(String),
+    /// A transient answer (`temporarily_unavailable`, `server_error`, HTTP 429 or 5xx),
+    /// still there after `tries` tries.
+    #[error("the identity provider is having trouble: {detail}{}", tries_note(*.tries))]
+    Unavailable {
+        detail: String,
+        retry_after: Option<Duration>,
+        tries: u32,
+    },
+    /// The token endpoint answered something that is neither tokens nor an OAuth error.
+    #[error("the identity provider's token endpoint gave an unexpected answer: {0}")]
+    Unexpected(String),
     #[error("the ID token is not valid: {0}")]
     IdToken(String),
     #[error("not logged in for this configuration")]
@@ -44,6 +56,14 @@ pub enum AuthError {
     Lock(String),
     #[error("cannot sign the client assertion: {0}")]
     ClientAssertion(String),
+}
+
+fn tries_note(tries: u32) -> String {
+    if tries > 1 {
+        format!(" (still, after {tries} tries)")
+    } else {
+        String::new()
+    }
 }
 
 fn describe_opt(d: &Option<String>) -> String {
@@ -58,14 +78,50 @@ impl AuthError {
         false
     }
 
-    /// Refresh failures that only a new login can fix.
+    /// Refresh failures that only a new login can fix: the refresh token is no longer good.
     pub fn needs_login(&self) -> bool {
-        matches!(self, AuthError::TokenRefused { error, .. } if matches!(error.as_str(), "invalid_grant" | "invalid_token" | "unauthorized_client" | "invalid_scope" | "invalid_client"))
+        matches!(self, AuthError::TokenRefused { error, .. } if matches!(error.as_str(), "invalid_grant" | "invalid_token"))
+    }
+
+    /// The provider does not accept this client (wrong ID or secret, a client it forgot, or
+    /// a grant the client may not use).
+    pub fn is_client_refused(&self) -> bool {
+        matches!(self, AuthError::TokenRefused { error, .. } if matches!(error.as_str(), "invalid_client" | "unauthorized_client"))
     }
 
     /// Worth trying again later without the user: the network or the provider was down.
     pub fn is_transient(&self) -> bool {
-        matches!(self, AuthError::Network(_) | AuthError::Discovery { .. })
+        matches!(
+            self,
+            AuthError::Network(_) | AuthError::Discovery { .. } | AuthError::Unavailable { .. }
+        )
+    }
+
+    /// A token request worth repeating at once (after a pause): see [`retry`].
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, AuthError::Network(_) | AuthError::Unavailable { .. })
+    }
+
+    /// How long the provider asked us to wait before trying again.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            AuthError::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// This error, noting that it stayed after `tries` tries.
+    pub fn after_tries(self, tries: u32) -> Self {
+        match self {
+            AuthError::Unavailable {
+                detail, retry_after, ..
+            } => AuthError::Unavailable {
+                detail,
+                retry_after,
+                tries,
+            },
+            other => other,
+        }
     }
 
     /// The message with its hint, for a JSON-RPC error a client shows as one line.
@@ -86,6 +142,8 @@ impl AuthError {
             AuthError::TokenRefused { .. } => "ERR_TOKEN_REFUSED",
             AuthError::DeviceRefused { .. } => "ERR_DEVICE_REFUSED",
             AuthError::Network(_) => "ERR_NETWORK",
+            AuthError::Unavailable { .. } => "ERR_PROVIDER_UNAVAILABLE",
+            AuthError::Unexpected(_) => "ERR_TOKEN_ENDPOINT",
             AuthError::IdToken(_) => "ERR_ID_TOKEN",
             AuthError::LoginRequired => "ERR_NOT_LOGGED_IN",
             AuthError::Lock(_) => "ERR_LOCK",
@@ -102,8 +160,28 @@ impl AuthError {
             AuthError::PortInUse { .. } => "stop what uses that port, or set `OIDC_REDIRECT_URL` to another port registered with your identity provider".into(),
             AuthError::Listen { .. } => "set `OIDC_REDIRECT_URL` to a loopback URL such as `http://localhost:8080/auth/callback`".into(),
             AuthError::TimedOut(_) => "finish the login at the URL printed above (in a browser, or with the code shown); raise `--auth-timeout` if your login takes longer".into(),
+            AuthError::Denied { error, .. } | AuthError::TokenRefused { error, .. } | AuthError::DeviceRefused { error, .. }
+                if error == "invalid_scope" =>
+            {
+                "check `OIDC_SCOPES`: the identity provider does not grant one of the requested scopes to this client".into()
+            }
+            AuthError::Denied { error, .. } | AuthError::TokenRefused { error, .. }
+                if error == "invalid_client" || error == "unauthorized_client" =>
+            {
+                "check `OIDC_CLIENT_ID` and `OIDC_CLIENT_SECRET`: the identity provider does not accept this client, or does not allow it this kind of login".into()
+            }
             AuthError::Denied { .. } => "log in again and approve the requested scopes, or ask your administrator for access".into(),
+            AuthError::TokenRefused { error, .. } if error == "invalid_grant" || error == "invalid_token" => {
+                "the login code or refresh token was not accepted (expired, revoked or already used): log in again with `authful-mcp-proxy login`".into()
+            }
+            AuthError::TokenRefused { error, .. } if error == "unsupported_grant_type" => {
+                "the identity provider does not offer this grant: choose another login (`--device-code`, `--client-credentials`, or the browser)".into()
+            }
             AuthError::TokenRefused { .. } => "check `OIDC_CLIENT_ID`, `OIDC_CLIENT_SECRET` and that the redirect URL is registered with your identity provider".into(),
+            AuthError::Unavailable { .. } => {
+                "the provider answered that it cannot serve the request now; try again in a while, and tell its administrator if it lasts".into()
+            }
+            AuthError::Unexpected(_) => "check `OIDC_ISSUER_URL`: its token endpoint should answer with OAuth JSON".into(),
             AuthError::DeviceRefused { .. } => {
                 "allow the device authorization grant for this client at your identity provider, or log in with the browser (without `--device-code`)".into()
             }
@@ -360,7 +438,8 @@ impl TokenManager {
                     tracing::debug!("access token refreshed");
                     return Ok(t);
                 }
-                Err(e) if e.needs_login() => {
+                // A registered client the server forgot: the login below registers again.
+                Err(e) if e.needs_login() || (e.is_client_refused() && self.cfg.client_id.is_none()) => {
                     tracing::info!("the refresh token is no longer accepted ({e}); a new login is needed");
                 }
                 Err(e) => return Err(e),
@@ -582,23 +661,8 @@ impl TokenManager {
         Ok(p)
     }
 
-    /// Refresh with retries on network errors (never a login for a blip).
+    /// Refresh; transient failures are tried again inside (never a login for a blip).
     async fn refresh(&self, provider: &grant::Provider, rt: &Secret<String>) -> Result<Tokens, AuthError> {
-        let mut delay = Duration::from_millis(500);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match provider.refresh(self.http(), rt).await {
-                Err(AuthError::Network(e)) if attempt < 4 => {
-                    tracing::warn!(
-                        "refreshing the access token failed ({e}); retrying in {}s",
-                        delay.as_secs_f32()
-                    );
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-                other => return other,
-            }
-        }
+        provider.refresh(self.http(), rt).await
     }
 }

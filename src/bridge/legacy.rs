@@ -226,7 +226,7 @@ async fn read_loop(
             }
             st.pending.remove(&key);
         }
-        conn.out.json_text(bytes::Bytes::from(data));
+        conn.out.server_message(bytes::Bytes::from(data), &env);
     }
     // The stream ended: everyone still waiting gets an answer, and the next message reconnects.
     let pending: Vec<String> = {

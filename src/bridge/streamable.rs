@@ -277,8 +277,7 @@ impl Streamable {
             // A JSON-RPC error from the server is passed on under the request's id.
             if let Ok(v) = serde_json::from_slice::<Value>(&body) {
                 if let Some(err) = v.get("error").filter(|e| e.get("message").is_some()) {
-                    let reply = serde_json::json!({"jsonrpc": "2.0", "id": msg.id, "error": err});
-                    return self.conn.out.value(&reply);
+                    return self.conn.out.answer(msg.id.as_ref(), err.clone());
                 }
             }
         }
@@ -333,7 +332,7 @@ impl Streamable {
                 _ => "message".into(),
             }
         );
-        self.conn.out.json_text(text);
+        self.conn.out.server_message(text, &env);
     }
 
     /// Read an SSE response to its end, delivering every message and noting answers.
