@@ -86,6 +86,9 @@ export function defaultClients() {
  *                                              parameter(s) sent, if any)
  * @param {string[]} [opts.extraResourceScopes=[]]  test knob: more scopes the backend (resource
  *                                              server) grants, e.g. ['mcp:admin'] for step-up
+ * @param {boolean} [opts.plainOAuth=false]   serve `/.well-known/oauth-authorization-server` as
+ *                                              a plain OAuth 2.1 server would (RFC 8414: no
+ *                                              `jwks_uri`, no OpenID fields, no `openid` scope)
  * @param {number} [opts.deviceCodeTtl=600]     seconds a device code (RFC 8628) stays valid
  * @param {object} [opts.crossApp]              test knob: enterprise-managed authorization
  *                                              (SEP-990) with this provider as both the company
@@ -94,6 +97,11 @@ export function defaultClients() {
  *                                              `crossApp.mcpClientId`) and the jwt-bearer grant
  *                                              (ID-JAG -> JWT access token for its resource);
  *                                              counted in stats.tokenExchanges/jwtBearerGrants
+ *
+ * Test knob: `idp.failTokenRequests(...failures)` makes the next token-endpoint requests fail,
+ * one failure each, before oidc-provider sees them: `{ status = 400, error, description,
+ * body, retryAfter, contentType }` (`error` gives an OAuth JSON error body; `body` a raw one,
+ * e.g. an HTML error page). `idp.stats.injectedFailures` counts those served.
  *
  * Every request is also counted in `idp.requests` ({ method, path, query, time }; no bodies)
  * and `idp.stats` has registrations, discoveryRequests, deviceAuthorizations and
@@ -228,7 +236,9 @@ export async function startIdp(opts = {}) {
     deviceCodeExchanges: 0, // successful device_code grants
     tokenExchanges: 0, // ID-JAGs issued (crossApp)
     jwtBearerGrants: 0, // access tokens issued for an ID-JAG (crossApp)
+    injectedFailures: 0, // token-endpoint requests failed on purpose (failTokenRequests)
   };
+  const failures = []; // queued by failTokenRequests()
   const requests = []; // { method, path, query, time } of every request, no bodies
   const tokenRequests = []; // only filled with recordTokenRequests
   const grantIds = new Set();
@@ -259,15 +269,40 @@ export async function startIdp(opts = {}) {
   provider.on('server_error', (_ctx, err) => console.error('[idp] server_error', err));
 
   provider.use(async (ctx, next) => {
-    requests.push({ method: ctx.method, path: ctx.path, query: { ...ctx.query }, time: Date.now() });
+    requests.push({ method: ctx.method, path: ctx.path, query: { ...ctx.query }, time: Date.now(), ua: ctx.get('user-agent') });
     if (ctx.path.startsWith('/.well-known/') || ctx.path === '/jwks') stats.discoveryRequests += 1;
     if (ctx.path === '/device/auth') stats.deviceAuthorizations += 1;
-    // RFC 8414 metadata: same document as OIDC discovery.
+    // RFC 8414 metadata: same document as OIDC discovery (less the OpenID parts for a plain
+    // OAuth 2.1 server).
     if (ctx.path === '/.well-known/oauth-authorization-server') {
       ctx.path = '/.well-known/openid-configuration';
+      if (opts.plainOAuth) {
+        await next();
+        const doc = { ...ctx.body };
+        for (const k of Object.keys(doc)) {
+          if (/^(jwks_uri|id_token_|userinfo_|subject_types|claims?_|request_object_|end_session|check_session|frontchannel|backchannel)/.test(k)) delete doc[k];
+        }
+        doc.scopes_supported = (doc.scopes_supported ?? []).filter((x) => x !== 'openid');
+        ctx.body = doc;
+        return;
+      }
     }
     if (ctx.path === '/token') {
       stats.tokenEndpointRequests += 1;
+      const f = failures.shift();
+      if (f) {
+        stats.injectedFailures += 1;
+        ctx.status = f.status ?? 400;
+        if (f.retryAfter !== undefined) ctx.set('Retry-After', String(f.retryAfter));
+        if (f.body !== undefined) {
+          ctx.type = f.contentType ?? 'text/html';
+          ctx.body = f.body;
+        } else {
+          ctx.type = 'application/json';
+          ctx.body = JSON.stringify({ error: f.error ?? 'server_error', ...(f.description && { error_description: f.description }) });
+        }
+        return;
+      }
       if (recordTokenRequests) {
         await next();
         const p = ctx.oidc?.params ?? {};
@@ -286,6 +321,11 @@ export async function startIdp(opts = {}) {
   });
 
   server.on('request', provider.callback());
+
+  /** Fail the next token-endpoint requests on purpose, one failure each (see startIdp). */
+  function failTokenRequests(...list) {
+    failures.push(...list);
+  }
 
   /** Revoke every grant (and so every refresh token) issued so far. */
   async function revokeAllGrants() {
@@ -324,7 +364,7 @@ export async function startIdp(opts = {}) {
     });
   }
 
-  return { issuer, port: actualPort, provider, server, stats, tokenRequests, requests, revokeAllGrants, close, pause, resume, resource };
+  return { issuer, port: actualPort, provider, server, stats, tokenRequests, requests, revokeAllGrants, failTokenRequests, close, pause, resume, resource };
 }
 
 /**

@@ -96,6 +96,10 @@ Connection:
                                     (0: no limit) [env: MCP_PROXY_REQUEST_TIMEOUT] [default: 0]
       --max-message-bytes <BYTES>   Largest JSON-RPC message accepted on stdin
                                     [env: MCP_PROXY_MAX_MESSAGE_BYTES] [default: 67108864]
+      --max-output-bytes <BYTES>    Largest message written to the client: a larger answer becomes
+                                    an error for its request, a larger notification is dropped
+                                    (MCP clients on stdio commonly stop at 10 MiB; 0: no limit)
+                                    [env: MCP_PROXY_MAX_OUTPUT_BYTES] [default: 10420224]
 
 Output:
       --no-banner                   Suppress the startup banner
@@ -145,6 +149,7 @@ pub struct Opts {
     pub ca_file: Option<PathBuf>,
     pub request_timeout: u64,
     pub max_message_bytes: usize,
+    pub max_output_bytes: usize,
     pub no_banner: bool,
     pub silent: bool,
     pub debug: bool,
@@ -179,6 +184,7 @@ impl Default for Opts {
             ca_file: None,
             request_timeout: 0,
             max_message_bytes: 64 * 1024 * 1024,
+            max_output_bytes: crate::bridge::host::DEFAULT_MAX_OUTPUT,
             no_banner: false,
             silent: false,
             debug: false,
@@ -230,8 +236,8 @@ fn seconds(source: &str, s: &str, default: u64) -> Result<u64, ConfigError> {
     number_or(source, s, default, "seconds")
 }
 
-fn bytes(source: &str, s: &str) -> Result<usize, ConfigError> {
-    number_or(source, s, 64 << 20, "bytes")
+fn bytes(source: &str, s: &str, default: usize) -> Result<usize, ConfigError> {
+    number_or(source, s, default, "bytes")
 }
 
 fn transport(source: &str, s: &str) -> Result<Transport, ConfigError> {
@@ -388,7 +394,14 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
                 o.request_timeout = seconds("--request-timeout", &value!("--request-timeout"), 0)?
             }
             Long("max-message-bytes") => {
-                o.max_message_bytes = bytes("--max-message-bytes", &value!("--max-message-bytes"))?
+                o.max_message_bytes = bytes("--max-message-bytes", &value!("--max-message-bytes"), 64 << 20)?
+            }
+            Long("max-output-bytes") => {
+                o.max_output_bytes = bytes(
+                    "--max-output-bytes",
+                    &value!("--max-output-bytes"),
+                    crate::bridge::host::DEFAULT_MAX_OUTPUT,
+                )?
             }
             Long("no-banner") => o.no_banner = true,
             Long("silent") => silent = true,
@@ -456,7 +469,14 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
         o.request_timeout = seconds("MCP_PROXY_REQUEST_TIMEOUT", &v, 0)?;
     }
     if let Some(v) = var("MCP_PROXY_MAX_MESSAGE_BYTES", "--max-message-bytes") {
-        o.max_message_bytes = bytes("MCP_PROXY_MAX_MESSAGE_BYTES", &v)?;
+        o.max_message_bytes = bytes("MCP_PROXY_MAX_MESSAGE_BYTES", &v, 64 << 20)?;
+    }
+    if let Some(v) = var("MCP_PROXY_MAX_OUTPUT_BYTES", "--max-output-bytes") {
+        o.max_output_bytes = bytes(
+            "MCP_PROXY_MAX_OUTPUT_BYTES",
+            &v,
+            crate::bridge::host::DEFAULT_MAX_OUTPUT,
+        )?;
     }
     if let Some(v) = var("MCP_PROXY_TRANSPORT", "--transport") {
         o.transport = transport("MCP_PROXY_TRANSPORT", &v)?;
@@ -555,9 +575,27 @@ mod tests {
         assert_eq!(a.auth_timeout.as_secs(), 300);
         assert_eq!(a.grant, GrantKind::Auto);
         assert_eq!(c.max_message_bytes, 64 << 20);
+        assert_eq!(c.max_output_bytes, 10 * 1024 * 1024 - 64 * 1024);
         assert_eq!(c.request_timeout, None);
         assert_eq!(c.transport, Transport::Auto);
         assert!(c.banner);
+    }
+
+    #[test]
+    fn max_output_bytes_from_flag_or_environment() {
+        type Row<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], usize);
+        let env = [("MCP_PROXY_MAX_OUTPUT_BYTES", "5000")];
+        // (argv, environment, limit) with the reason per row.
+        let rows: &[Row] = &[
+            (&[URL], &env, 5000),                             // the variable
+            (&["--max-output-bytes", "0", URL], &env, 0),     // the flag wins; 0 = no limit
+            (&["--max-output-bytes=", URL], &[], 10_420_224), // empty: the default
+            (&[URL], &[("MCP_PROXY_MAX_OUTPUT_BYTES", " ")], 10_420_224),
+        ];
+        for (argv, vars, want) in rows {
+            assert_eq!(proxy(argv, vars).max_output_bytes, *want, "{argv:?} {vars:?}");
+        }
+        assert!(usage_error(&["--max-output-bytes", "lots", URL], &[]).contains("--max-output-bytes"));
     }
 
     #[test]

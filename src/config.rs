@@ -117,6 +117,8 @@ pub struct Config {
     /// skipped with a warning otherwise (as Node does).
     pub env_ca_files: Vec<PathBuf>,
     pub max_message_bytes: usize,
+    /// Largest line written to the client (`--max-output-bytes`; 0: no limit).
+    pub max_output_bytes: usize,
     /// Longest wait for the answer to one request (`None`: no limit).
     pub request_timeout: Option<Duration>,
     pub log: LogLevel,
@@ -448,7 +450,9 @@ impl Config {
             let scopes_explicit = non_empty(o.oidc_scopes.clone()).is_some();
             let scopes_text = non_empty(o.oidc_scopes).unwrap_or_else(|| "openid profile email".into());
             let mut scopes: Vec<String> = scopes_text.split_whitespace().map(str::to_string).collect();
-            if !o.client_credentials && !scopes.iter().any(|s| s == "openid") {
+            // With an issuer (the original tool's way) the login is OpenID Connect; without
+            // one, the scopes are exactly what the user or the server names.
+            if issuer.is_some() && !o.client_credentials && !scopes.iter().any(|s| s == "openid") {
                 scopes.insert(0, "openid".into());
             }
             let client_secret = non_empty(o.oidc_client_secret).map(Secret::new);
@@ -528,6 +532,7 @@ impl Config {
             ca_files,
             env_ca_files,
             max_message_bytes: o.max_message_bytes.max(1024),
+            max_output_bytes: o.max_output_bytes,
             request_timeout: (o.request_timeout > 0).then(|| Duration::from_secs(o.request_timeout)),
             log,
             banner: !o.no_banner && !o.silent,
@@ -581,6 +586,7 @@ mod tests {
             oidc_redirect_url: "http://localhost:8080/auth/callback".into(),
             auth_timeout: 300,
             max_message_bytes: 1 << 20,
+            max_output_bytes: 0,
             ..Default::default()
         }
     }

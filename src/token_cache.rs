@@ -97,6 +97,10 @@ pub struct Discovered {
     pub scopes: Option<Vec<String>>,
     #[serde(default)]
     pub registration: Option<crate::auth::registration::Registration>,
+    /// The MCP server named no authorization server (MCP 2025-03-26): `issuer` is its origin,
+    /// whose default endpoints are used when it serves no metadata.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fallback: bool,
 }
 
 #[derive(Serialize, Deserialize)]

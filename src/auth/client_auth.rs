@@ -6,7 +6,7 @@
 //! addon); PEM is read with `rustls-pki-types`, whose parser reqwest already links for CA
 //! files, and its DER handed to ring, which parses PKCS#8 and PKCS#1. RS256 and ES256 only:
 //! what identity providers take for `private_key_jwt` everywhere; each more algorithm costs
-//! addon size (the release addon has a 5 MB budget). The key and the assertions never reach
+//! addon size (the release addon has a size budget). The key and the assertions never reach
 //! a log: `Debug` prints only the algorithm and key id.
 
 use crate::secret::Secret;

@@ -252,12 +252,14 @@ impl super::TokenManager {
         let http = self.http();
         let backend = cfg.backend.clone().expect("config: cross-app access needs a backend");
         if inner.discovered.issuer.is_none() {
-            let info = discovery::protected_resource(http, &backend)
+            let err = |reason| AuthError::Discovery {
+                issuer: backend.to_string(),
+                reason,
+            };
+            let challenge = discovery::challenge(http, &backend).await.map_err(err)?;
+            let info = discovery::protected_resource(http, &backend, &challenge)
                 .await
-                .map_err(|reason| AuthError::Discovery {
-                    issuer: backend.to_string(),
-                    reason,
-                })?;
+                .map_err(err)?;
             Self::adopt(&mut inner.discovered, info, &backend);
         }
         let d = &inner.discovered;
@@ -273,7 +275,7 @@ impl super::TokenManager {
                 scopes.push(s.clone());
             }
         }
-        let as_meta = discovery::authorization_server(http, &as_issuer).await?;
+        let as_meta = discovery::authorization_server(http, &as_issuer, inner.discovered.fallback).await?;
         let as_token_endpoint = token_endpoint(&as_meta, &as_issuer)?;
         let mcp_client = match &x.client_secret {
             Some(secret) => ClientAuth::Basic {
@@ -285,7 +287,7 @@ impl super::TokenManager {
             },
         };
         let mcp = McpAuthorizationServer {
-            issuer: as_meta.issuer().as_str(),
+            issuer: as_meta.issuer.as_str(),
             token_endpoint: &as_token_endpoint,
             client: mcp_client,
             resource: &resource,
@@ -299,12 +301,12 @@ impl super::TokenManager {
             .as_str()
             .trim_end_matches('/')
             .to_string();
-        let idp_meta = discovery::authorization_server(http, &idp_issuer).await?;
+        let idp_meta = discovery::authorization_server(http, &idp_issuer, false).await?;
         let idp_client_id = cfg
             .client_id
             .clone()
             .expect("config: cross-app access needs a client ID");
-        let idp_issuer = idp_meta.issuer().as_str().to_string();
+        let idp_issuer = idp_meta.issuer.clone();
         let idp_token_endpoint = token_endpoint(&idp_meta, &idp_issuer)?;
         // The identity provider's own login, cached under its own key (issuer, client,
         // scopes, no resource): one login serves every MCP server reached this way.
@@ -461,12 +463,10 @@ impl super::TokenManager {
 }
 
 fn token_endpoint(m: &discovery::Metadata, issuer: &str) -> Result<String, AuthError> {
-    m.token_endpoint()
-        .map(|u| u.url().to_string())
-        .ok_or_else(|| AuthError::Discovery {
-            issuer: issuer.to_string(),
-            reason: "its metadata names no `token_endpoint`".into(),
-        })
+    m.token_endpoint.clone().ok_or_else(|| AuthError::Discovery {
+        issuer: issuer.to_string(),
+        reason: "its metadata names no `token_endpoint`".into(),
+    })
 }
 
 #[cfg(test)]

@@ -18,6 +18,10 @@ pub struct Registration {
     /// Registered with the device authorization grant.
     #[serde(default)]
     pub device: bool,
+    /// How the server says this client authenticates at its token endpoint (RFC 7591
+    /// `token_endpoint_auth_method`), when it said so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_method: Option<String>,
 }
 
 impl std::fmt::Debug for Registration {
@@ -71,6 +75,8 @@ struct Response {
     client_id: String,
     #[serde(default)]
     client_secret: Option<String>,
+    #[serde(default)]
+    token_endpoint_auth_method: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -88,7 +94,8 @@ pub async fn register(
     device: bool,
 ) -> Result<Registration, AuthError> {
     let endpoint = metadata
-        .registration_endpoint()
+        .registration_endpoint
+        .clone()
         .ok_or_else(|| AuthError::TokenRefused {
             error: "no_client_id".into(),
             description: Some(
@@ -108,17 +115,17 @@ pub async fn register(
         token_endpoint_auth_method: "none",
     };
     let resp = http
-        .post(endpoint.url().clone())
+        .post(endpoint)
         .header(reqwest::header::ACCEPT, "application/json")
         .json(&request)
         .send()
         .await
-        .map_err(|e| AuthError::Network(format!("client registration failed: {}", crate::bridge::describe(&e))))?;
+        .map_err(|e| AuthError::Network(format!("client registration failed: {}", crate::http::describe(&e))))?;
     let status = resp.status();
     let body = resp
         .bytes()
         .await
-        .map_err(|e| AuthError::Network(crate::bridge::describe(&e)))?;
+        .map_err(|e| AuthError::Network(crate::http::describe(&e)))?;
     if !status.is_success() {
         return Err(match serde_json::from_slice::<ErrorBody>(&body) {
             Ok(e) => AuthError::TokenRefused {
@@ -139,6 +146,7 @@ pub async fn register(
         client_secret: r.client_secret.map(Secret::new),
         redirect_uri: redirect.to_string(),
         device,
+        auth_method: r.token_endpoint_auth_method,
     })
 }
 
