@@ -49,7 +49,7 @@ Login:
                                     user, no browser [env: MCP_PROXY_CLIENT_CREDENTIALS]
       --client-private-key <FILE>   Authenticate the client with a signed JWT (RFC 7523
                                     `private_key_jwt`) instead of a secret: its PEM private key
-                                    (PKCS#8 RSA or EC P-256, or PKCS#1 RSA: RS256/ES256), for
+                                    (PKCS#8 RSA, EC P-256/P-384 or Ed25519, or PKCS#1 RSA), for
                                     the code, refresh and client credentials grants
                                     [env: MCP_PROXY_CLIENT_PRIVATE_KEY]
       --client-key-id <KID>         Key ID registered for that key

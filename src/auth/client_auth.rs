@@ -4,16 +4,15 @@
 //!
 //! Signing uses `ring`, already in the tree through rustls (no second crypto stack in the
 //! addon); PEM is read with `rustls-pki-types`, whose parser reqwest already links for CA
-//! files, and its DER handed to ring, which parses PKCS#8 and PKCS#1. RS256 and ES256 only:
-//! what identity providers take for `private_key_jwt` everywhere; each more algorithm costs
-//! addon size (the release addon has a size budget). The key and the assertions never reach
+//! files, and its DER handed to ring, which parses PKCS#8 and PKCS#1: RS256, ES256, ES384 and
+//! EdDSA (Ed25519), what identity providers take for `private_key_jwt`. The key and the assertions never reach
 //! a log: `Debug` prints only the algorithm and key id.
 
 use crate::secret::Secret;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use ring::rand::SystemRandom;
-use ring::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
+use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::PrivateKeyDer;
 use sha2::{Digest, Sha256};
@@ -28,8 +27,14 @@ const LIFETIME_SECS: u64 = 60;
 
 enum Signer {
     Rsa(RsaKeyPair),
-    /// EC P-256.
-    Ec(EcdsaKeyPair),
+    Ec(EcdsaKeyPair, Curve),
+    Ed(Ed25519KeyPair),
+}
+
+#[derive(Clone, Copy)]
+enum Curve {
+    P256,
+    P384,
 }
 
 /// A client's private key for `private_key_jwt`, with its key id.
@@ -45,7 +50,8 @@ impl std::fmt::Debug for ClientKey {
 }
 
 impl ClientKey {
-    /// Read a PEM private key file: PKCS#8 (`BEGIN PRIVATE KEY`: RSA or EC P-256) or
+    /// Read a PEM private key file: PKCS#8 (`BEGIN PRIVATE KEY`: RSA, EC P-256 or P-384,
+    /// Ed25519) or
     /// PKCS#1 (`BEGIN RSA PRIVATE KEY`). `kid`: the key id registered with the
     /// authorization server; `None`: the key's JWK thumbprint (RFC 7638).
     pub fn load(path: &Path, kid: Option<String>) -> Result<ClientKey, String> {
@@ -83,19 +89,39 @@ impl ClientKey {
 
     fn from_pkcs8(der: &[u8]) -> Result<Signer, String> {
         let rng = SystemRandom::new();
-        if let Ok(k) = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng) {
-            return Ok(Signer::Ec(k));
+        for (alg, curve) in [
+            (&signature::ECDSA_P256_SHA256_FIXED_SIGNING, Curve::P256),
+            (&signature::ECDSA_P384_SHA384_FIXED_SIGNING, Curve::P384),
+        ] {
+            if let Ok(k) = EcdsaKeyPair::from_pkcs8(alg, der, &rng) {
+                return Ok(Signer::Ec(k, curve));
+            }
         }
-        RsaKeyPair::from_pkcs8(der)
-            .map(Signer::Rsa)
-            .map_err(|e| format!("the key is not RSA (2048 bits or more) or EC P-256 in PKCS#8 form ({e})"))
+        if let Ok(k) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
+            return Ok(Signer::Ed(k));
+        }
+        RsaKeyPair::from_pkcs8(der).map(Signer::Rsa).map_err(|e| {
+            format!("the key is not RSA (2048 bits or more), EC P-256 or P-384, or Ed25519 in PKCS#8 form ({e})")
+        })
     }
 
-    /// The JWS algorithm: RS256 or ES256.
+    /// The JWS algorithm: RS256, ES256, ES384 or EdDSA.
     pub fn alg(&self) -> &'static str {
         match &self.signer {
             Signer::Rsa(_) => "RS256",
-            Signer::Ec(_) => "ES256",
+            Signer::Ec(_, Curve::P256) => "ES256",
+            Signer::Ec(_, Curve::P384) => "ES384",
+            Signer::Ed(_) => "EdDSA",
+        }
+    }
+
+    /// The public key's bytes as ring verifies them (tests).
+    #[cfg(test)]
+    fn signer_public(&self) -> Vec<u8> {
+        match &self.signer {
+            Signer::Rsa(k) => k.public().as_ref().to_vec(),
+            Signer::Ec(k, _) => k.public_key().as_ref().to_vec(),
+            Signer::Ed(k) => k.public_key().as_ref().to_vec(),
         }
     }
 
@@ -114,17 +140,26 @@ impl ClientKey {
                     ("n", B64.encode(strip_zeros(&c.n))),
                 ]
             }
-            Signer::Ec(k) => {
+            Signer::Ec(k, curve) => {
                 // Uncompressed point: 0x04 || x || y.
                 let point = &k.public_key().as_ref()[1..];
                 let (x, y) = point.split_at(point.len() / 2);
+                let crv = match curve {
+                    Curve::P256 => "P-256",
+                    Curve::P384 => "P-384",
+                };
                 vec![
-                    ("crv", "P-256".into()),
+                    ("crv", crv.into()),
                     ("kty", "EC".into()),
                     ("x", B64.encode(x)),
                     ("y", B64.encode(y)),
                 ]
             }
+            Signer::Ed(k) => vec![
+                ("crv", "Ed25519".into()),
+                ("kty", "OKP".into()),
+                ("x", B64.encode(k.public_key().as_ref())),
+            ],
         }
     }
 
@@ -150,7 +185,8 @@ impl ClientKey {
                     .map_err(failed)?;
                 Ok(sig)
             }
-            Signer::Ec(k) => k.sign(&rng, input).map(|s| s.as_ref().to_vec()).map_err(failed),
+            Signer::Ec(k, _) => k.sign(&rng, input).map(|s| s.as_ref().to_vec()).map_err(failed),
+            Signer::Ed(k) => Ok(k.sign(input).as_ref().to_vec()),
         }
     }
 
@@ -271,7 +307,7 @@ mod tests {
     }
 
     #[test]
-    fn a_configured_key_id_wins_and_other_curves_are_refused() {
+    fn a_configured_key_id_wins_and_p384_and_ed25519_sign_too() {
         let key = ClientKey::from_pem(
             &ec_pem(&signature::ECDSA_P256_SHA256_FIXED_SIGNING),
             Some("key-2024".into()),
@@ -280,8 +316,25 @@ mod tests {
         assert_eq!((key.alg(), key.kid()), ("ES256", "key-2024"));
         let (header, ..) = parts(key.assertion("c", "https://as.example", 1).unwrap().expose());
         assert_eq!(header["kid"], "key-2024");
-        let e = ClientKey::from_pem(&ec_pem(&signature::ECDSA_P384_SHA384_FIXED_SIGNING), None).unwrap_err();
-        assert!(e.contains("RSA (2048 bits or more) or EC P-256"), "{e}");
+        let p384 = ClientKey::from_pem(&ec_pem(&signature::ECDSA_P384_SHA384_FIXED_SIGNING), None).unwrap();
+        assert_eq!(p384.alg(), "ES384");
+        let (header, _, sig, input) = parts(p384.assertion("c", "https://as.example", 1).unwrap().expose());
+        assert_eq!((header["alg"].as_str(), sig.len()), (Some("ES384"), 96));
+        signature::UnparsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, p384.signer_public())
+            .verify(input.as_bytes(), &sig)
+            .expect("valid ES384 signature");
+        let ed = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(ed.as_ref())
+        );
+        let ed = ClientKey::from_pem(pem.as_bytes(), None).unwrap();
+        assert_eq!(ed.alg(), "EdDSA");
+        assert_eq!(ed.public_jwk()["kty"], "OKP");
+        let (_, _, sig, input) = parts(ed.assertion("c", "https://as.example", 1).unwrap().expose());
+        signature::UnparsedPublicKey::new(&signature::ED25519, ed.signer_public())
+            .verify(input.as_bytes(), &sig)
+            .expect("valid EdDSA signature");
     }
 
     // A 2048-bit RSA test key (PKCS#8), made for this test only.
