@@ -5,7 +5,7 @@
 //! Parsed with `lexopt` and a help text written out below: the whole command line is two
 //! dozen options, and a derive-based parser would cost a sixth of the addon's size.
 
-use crate::config::{Config, ConfigError, Transport};
+use crate::config::{Config, ConfigError, Protocol, Transport};
 use lexopt::prelude::*;
 use std::path::PathBuf;
 
@@ -61,6 +61,10 @@ Connection:
                                     is expanded from the environment)
       --transport <TRANSPORT>       auto | streamable-http | sse; `auto` tries Streamable HTTP,
                                     then legacy HTTP+SSE [env: MCP_PROXY_TRANSPORT] [default: auto]
+      --protocol <ERA>              auto | legacy; `auto` follows the client: MCP 2026-07-28 when
+                                    its first message says so, else 2025-11-25 and older;
+                                    `legacy` passes every message as the older era
+                                    [env: MCP_PROXY_PROTOCOL] [default: auto]
       --allow-http                  Allow plain http:// backends and issuers that are not on
                                     loopback [env: MCP_PROXY_ALLOW_HTTP]
       --ca-file <FILE>              Extra CA certificates (PEM) to trust besides the system roots
@@ -108,6 +112,7 @@ pub struct Opts {
     pub cache_dir: Option<PathBuf>,
     pub headers: Vec<String>,
     pub transport: Transport,
+    pub protocol: Protocol,
     pub allow_http: bool,
     pub ca_file: Option<PathBuf>,
     pub request_timeout: u64,
@@ -135,6 +140,7 @@ impl Default for Opts {
             cache_dir: None,
             headers: Vec::new(),
             transport: Transport::Auto,
+            protocol: Protocol::Auto,
             allow_http: false,
             ca_file: None,
             request_timeout: 0,
@@ -203,6 +209,14 @@ fn transport(source: &str, s: &str) -> Result<Transport, ConfigError> {
             source,
             format!("`{s}` is not one of `auto`, `streamable-http`, `sse`"),
         )),
+    }
+}
+
+fn protocol(source: &str, s: &str) -> Result<Protocol, ConfigError> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "" | "auto" => Ok(Protocol::Auto),
+        "legacy" => Ok(Protocol::Legacy),
+        _ => Err(bad_value(source, format!("`{s}` is not one of `auto`, `legacy`"))),
     }
 }
 
@@ -333,6 +347,7 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
             Long("cache-dir") => o.cache_dir = Some(PathBuf::from(value!("--cache-dir").trim())),
             Short('H') | Long("header") => o.headers.push(value!("--header")),
             Long("transport") => o.transport = transport("--transport", &value!("--transport"))?,
+            Long("protocol") => o.protocol = protocol("--protocol", &value!("--protocol"))?,
             Long("allow-http") => o.allow_http = true,
             Long("ca-file") => o.ca_file = Some(PathBuf::from(value!("--ca-file").trim())),
             Long("request-timeout") => {
@@ -399,6 +414,9 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
     }
     if let Some(v) = var("MCP_PROXY_TRANSPORT", "--transport") {
         o.transport = transport("MCP_PROXY_TRANSPORT", &v)?;
+    }
+    if let Some(v) = var("MCP_PROXY_PROTOCOL", "--protocol") {
+        o.protocol = protocol("MCP_PROXY_PROTOCOL", &v)?;
     }
     if let Some(v) = var("MCP_PROXY_CACHE_DIR", "--cache-dir") {
         o.cache_dir = Some(PathBuf::from(v.trim()));

@@ -18,6 +18,17 @@ pub enum Transport {
     Sse,
 }
 
+/// Which MCP protocol era the proxy speaks to the client (`--protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// Follow the client: 2026-07-28 when its first message is `server/discover` or carries
+    /// the version in `_meta`, else the `initialize` era.
+    #[default]
+    Auto,
+    /// Always the `initialize` era (2024-11-05 … 2025-11-25): every message as it is.
+    Legacy,
+}
+
 /// How tokens are obtained when neither the cache nor a refresh can give one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrantKind {
@@ -79,6 +90,7 @@ pub struct Config {
     /// Static headers sent on every backend request. Values may be credentials: never logged.
     pub headers: Vec<(String, Secret<String>)>,
     pub transport: Transport,
+    pub protocol: Protocol,
     pub allow_http: bool,
     /// `--ca-file` / `MCP_PROXY_CA_FILE`: must be readable PEM.
     pub ca_files: Vec<PathBuf>,
@@ -355,6 +367,7 @@ impl Config {
             auth,
             headers,
             transport: o.transport,
+            protocol: o.protocol,
             allow_http,
             ca_files,
             env_ca_files,

@@ -52,6 +52,16 @@ impl Conn {
         }
     }
 
+    /// A token usable at once, without a login or any wait: `Some(None)` when this proxy
+    /// does not log in, `None` when only a login or a refresh could give one (for answers
+    /// that must never wait, such as the `server/discover` probe).
+    pub fn bearer_now(&self) -> Option<Option<Secret<String>>> {
+        match &self.auth {
+            Some(a) => a.token_without_waiting().map(Some),
+            None => Some(None),
+        }
+    }
+
     /// Tell the token source that the server refused this token (HTTP 401).
     pub async fn rejected(&self, token: &Option<Secret<String>>) -> bool {
         match (&self.auth, token) {

@@ -170,7 +170,26 @@ impl Streamable {
                 && !self.state.lock().unwrap().initialized_once
                 && matches!(status.as_u16(), 400 | 404 | 405)
             {
-                return Forwarded::Fallback;
+                // A 2026-07-28 server's own error (say -32022 with the versions it speaks)
+                // is no reason to try HTTP+SSE: the client gets it as it is.
+                let body = resp.bytes().await.unwrap_or_default();
+                if !super::era::is_modern_error(status.as_u16(), &body) {
+                    return Forwarded::Fallback;
+                }
+                tracing::warn!(
+                    "the MCP server speaks only MCP 2026-07-28 and refused `initialize`; the client must speak 2026-07-28 too"
+                );
+                match serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("error").cloned())
+                {
+                    Some(err) => self
+                        .conn
+                        .out
+                        .value(&serde_json::json!({"jsonrpc": "2.0", "id": msg.id, "error": err})),
+                    None => self.conn.fail(msg, codes::BACKEND, "the MCP server refused initialize"),
+                }
+                return Forwarded::Done;
             }
             if status == StatusCode::NOT_FOUND && !is_init && snap.session.is_some() && reinit_retry {
                 reinit_retry = false;
