@@ -22,12 +22,21 @@ async def main() -> None:
         report["elicited"] = params.message
         return types.ElicitResult(action="accept", content={"ok": True})
 
+    changed = anyio.Event()
+
+    async def on_message(message):
+        # The old era's change notification (2026-07-28 has subscriptions/listen instead).
+        root = getattr(message, "root", message)
+        if getattr(root, "method", None) == "notifications/tools/list_changed":
+            changed.set()
+
     params = StdioServerParameters(command=cfg["command"], args=cfg["args"], env=cfg.get("env"))
     started = time.monotonic()
     client = Client(
         params,
         mode=cfg.get("mode", "auto"),
         elicitation_callback=elicit,
+        message_handler=on_message,
         read_timeout_seconds=20,
     )
 
@@ -79,7 +88,10 @@ async def main() -> None:
 
         async def listen():
             if client.protocol_version != "2026-07-28":
-                report["event"] = None
+                await client.call_tool("change", {})
+                with anyio.fail_after(5):
+                    await changed.wait()
+                report["event"] = "ToolsListChanged"
                 return
             with anyio.fail_after(10):
                 async with client.listen(tools_list_changed=True) as sub:
