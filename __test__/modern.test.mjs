@@ -62,8 +62,8 @@ async function pythonClient(python, url, cache, { mode = 'auto' } = {}) {
 }
 
 /** Today's SDK 1.x client through the proxy (it answers elicitation with ok=true). */
-async function oldClient(url, cache) {
-  const transport = new StdioClientTransport({ command: process.execPath, args: proxyArgs(url, cache), env: childEnv(), stderr: 'pipe' });
+async function oldClient(url, cache, extra = []) {
+  const transport = new StdioClientTransport({ command: process.execPath, args: proxyArgs(url, cache, extra), env: childEnv(), stderr: 'pipe' });
   let stderr = '';
   transport.stderr.on('data', (d) => { stderr += d; });
   const client = new Client({ name: 'old-client', version: '1.0.0' }, { capabilities: { elicitation: { form: {} } } });
@@ -75,6 +75,40 @@ async function oldClient(url, cache) {
 }
 
 const textOf = (r) => r.content?.map((c) => c.text).join('');
+
+/**
+ * An old client in front of a server that speaks 2026-07-28, translated: every step of the
+ * matrix, including the ones that need the new era (x-mcp-header, input_required, listen).
+ */
+async function checkTranslated(be, c) {
+  assert.equal(c.client.getServerVersion()?.name, 'authful-modern-backend', 'initialize answered from server/discover');
+  const { tools } = await c.client.listTools();
+  assert.deepEqual(tools.map((t) => t.name).sort(), ['change', 'confirm', 'echo', 'progress', 'region', 'slow']);
+  assert.equal(textOf(await c.client.callTool({ name: 'echo', arguments: { text: 'hi' } })), 'hi');
+  assert.deepEqual(JSON.parse(textOf(await c.client.callTool({ name: 'region', arguments: { region: 'eu-west' } }))),
+    { region: 'eu-west', header: 'eu-west' }, 'the x-mcp-header argument went out as Mcp-Param-Region');
+  const seen = [];
+  await c.client.callTool({ name: 'progress', arguments: { steps: 3 } }, undefined, { onprogress: (p) => seen.push(p.progress) });
+  assert.deepEqual(seen, [1, 2, 3]);
+  const ac = new AbortController();
+  const call = c.client.callTool({ name: 'slow', arguments: { ms: 15_000 } }, undefined, { signal: ac.signal });
+  setTimeout(() => ac.abort('test cancel'), 500);
+  await assert.rejects(call);
+  await waitFor(() => be.tools('slow').length === 1, { timeoutMs: 5_000, what: 'the slow tool to end' });
+  assert.equal(be.tools('slow')[0].cancelled, true, 'the server saw the stream close');
+  assert.ok(be.tools('slow')[0].elapsedMs < 3_000);
+  // input_required → an elicitation request to the old client → inputResponses, state intact.
+  assert.deepEqual(JSON.parse(textOf(await c.client.callTool({ name: 'confirm', arguments: { what: 'x' } }))),
+    { what: 'x', ok: true, stateIntact: true });
+  assert.deepEqual(be.tools('confirm').map((t) => t.round), ['asked', 'answered']);
+  // The change notification, from the subscription the proxy keeps open for the client.
+  await c.client.callTool({ name: 'change', arguments: {} });
+  await waitFor(() => c.changed(), { timeoutMs: 5_000, what: 'tools/list_changed' });
+  const translated = be.posts().filter((p) => p.mcpMethod !== undefined); // all but a first initialize
+  assert.ok(translated.length > 8 && translated.every((p) => p.version === '2026-07-28' && p.session === undefined),
+    'only 2026-07-28 POSTs');
+  assert.ok(!be.log.some((e) => e.kind === 'http' && e.method !== 'POST'), 'no GET stream, no DELETE');
+}
 
 /** Every matrix cell's steps, checked from the client's report and what the server saw. */
 function checkModernClientReport(r, be, { era }) {
@@ -186,9 +220,32 @@ describe('MCP 2026-07-28 through the proxy', () => {
       }
     });
 
-    test('modern-only server: the server\'s own -32022 reaches the client, not an HTTP+SSE guess', T, async () => {
+    test('modern-only server: translated (tools, x-mcp-header, progress, cancel, elicitation, notifications)', T, async () => {
       const be = await startModernBackend({ token: TOKEN, legacy: 'reject' });
-      const raw = rawProxy(proxyArgs(be.url, await freshCache()), { env: childEnv() });
+      const c = await oldClient(be.url, await freshCache());
+      try {
+        await checkTranslated(be, c);
+        assert.equal(be.posts().filter((p) => p.mcpMethod === undefined).length, 1, 'one initialize was tried, then translated');
+      } finally {
+        await c.client.close();
+        await be.close();
+      }
+    });
+
+    test('dual-era server with --protocol modern: translated, so elicitation and notifications work too', T, async () => {
+      const be = await startModernBackend({ token: TOKEN });
+      const c = await oldClient(be.url, await freshCache(), ['--protocol', 'modern']);
+      try {
+        await checkTranslated(be, c);
+      } finally {
+        await c.client.close();
+        await be.close();
+      }
+    });
+
+    test('modern-only server with --protocol legacy: the server\'s own -32022 reaches the client, not an HTTP+SSE guess', T, async () => {
+      const be = await startModernBackend({ token: TOKEN, legacy: 'reject' });
+      const raw = rawProxy(proxyArgs(be.url, await freshCache(), ['--protocol', 'legacy']), { env: childEnv() });
       try {
         const r = await raw.request('initialize', { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } });
         assert.equal(r.error?.code, -32022, JSON.stringify(r));

@@ -61,9 +61,11 @@ Connection:
                                     is expanded from the environment)
       --transport <TRANSPORT>       auto | streamable-http | sse; `auto` tries Streamable HTTP,
                                     then legacy HTTP+SSE [env: MCP_PROXY_TRANSPORT] [default: auto]
-      --protocol <ERA>              auto | legacy; `auto` follows the client: MCP 2026-07-28 when
-                                    its first message says so, else 2025-11-25 and older;
-                                    `legacy` passes every message as the older era
+      --protocol <ERA>              auto | legacy | modern; `auto` follows the client (MCP
+                                    2026-07-28 when its first message says so) and translates
+                                    for an older client when the server speaks only 2026-07-28;
+                                    `legacy` passes every message as the older era; `modern`
+                                    translates older clients without asking the server first
                                     [env: MCP_PROXY_PROTOCOL] [default: auto]
       --allow-http                  Allow plain http:// backends and issuers that are not on
                                     loopback [env: MCP_PROXY_ALLOW_HTTP]
@@ -216,7 +218,11 @@ fn protocol(source: &str, s: &str) -> Result<Protocol, ConfigError> {
     match s.trim().to_ascii_lowercase().as_str() {
         "" | "auto" => Ok(Protocol::Auto),
         "legacy" => Ok(Protocol::Legacy),
-        _ => Err(bad_value(source, format!("`{s}` is not one of `auto`, `legacy`"))),
+        "modern" => Ok(Protocol::Modern),
+        _ => Err(bad_value(
+            source,
+            format!("`{s}` is not one of `auto`, `legacy`, `modern`"),
+        )),
     }
 }
 

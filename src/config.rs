@@ -27,6 +27,9 @@ pub enum Protocol {
     Auto,
     /// Always the `initialize` era (2024-11-05 … 2025-11-25): every message as it is.
     Legacy,
+    /// Speak 2026-07-28 to the server whatever the client speaks: an older client is
+    /// translated from its first `initialize` on, without asking the server first.
+    Modern,
 }
 
 /// How tokens are obtained when neither the cache nor a refresh can give one.

@@ -29,18 +29,27 @@ enum Backend {
     Legacy(Arc<legacy::Legacy>),
     /// MCP 2026-07-28: chosen by the client's first message.
     Modern(Arc<modern::Modern>),
+    /// An older client in front of a 2026-07-28 server.
+    Translate(Arc<modern::translate::Translator>),
 }
 
 impl Backend {
     /// The backend for a client of the 2024-11-05 … 2025-11-25 era.
     fn for_initialize(config: &Config, conn: &Arc<Conn>) -> Backend {
-        match config.transport {
-            Transport::Sse => Backend::Legacy(Arc::new(legacy::Legacy::new(conn.clone()))),
-            t => Backend::Streamable(Arc::new(streamable::Streamable::new(
+        match (config.protocol, config.transport) {
+            (Protocol::Modern, _) => Backend::translator(config, conn),
+            (_, Transport::Sse) => Backend::Legacy(Arc::new(legacy::Legacy::new(conn.clone()))),
+            (p, t) => Backend::Streamable(Arc::new(streamable::Streamable::new(
                 conn.clone(),
                 t == Transport::Auto,
+                p == Protocol::Auto,
             ))),
         }
+    }
+
+    fn translator(config: &Config, conn: &Arc<Conn>) -> Backend {
+        let m = Arc::new(modern::Modern::new(conn.clone(), config.cache_dir.clone()));
+        Backend::Translate(Arc::new(modern::translate::Translator::new(m)))
     }
 
     /// Forward one client message; only Streamable HTTP can ask for the fallback.
@@ -55,6 +64,10 @@ impl Backend {
                 m.forward(msg).await;
                 streamable::Forwarded::Done
             }
+            Backend::Translate(t) => {
+                t.forward(msg).await;
+                streamable::Forwarded::Done
+            }
         }
     }
 
@@ -63,6 +76,7 @@ impl Backend {
             Backend::Streamable(s) => s.close().await,
             Backend::Legacy(l) => l.close().await,
             Backend::Modern(_) => {} // no session to end
+            Backend::Translate(t) => t.close(),
         }
     }
 }
@@ -210,6 +224,15 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
                     "the server does not speak Streamable HTTP; using the HTTP+SSE transport (MCP 2024-11-05)"
                 );
                 backend = Backend::Legacy(Arc::new(legacy::Legacy::new(conn.clone())));
+                if in_line(backend.forward(&msg), shutdown.clone(), &mut input, &mut backlog)
+                    .await
+                    .is_none()
+                {
+                    break 'read;
+                }
+            } else if outcome == streamable::Forwarded::Modern {
+                tracing::info!("the server speaks only MCP 2026-07-28: translating");
+                backend = Backend::translator(config, &conn);
                 if in_line(backend.forward(&msg), shutdown.clone(), &mut input, &mut backlog)
                     .await
                     .is_none()

@@ -27,6 +27,8 @@ pub enum Forwarded {
     Done,
     /// The first initialize got 400/404/405: the caller should try HTTP+SSE.
     Fallback,
+    /// The first initialize got a 2026-07-28 error: the caller should translate.
+    Modern,
 }
 
 #[derive(Default)]
@@ -52,15 +54,18 @@ struct Snapshot {
 pub struct Streamable {
     conn: Arc<Conn>,
     fallback: bool,
+    /// Whether a 2026-07-28 answer to the first initialize asks for the translator.
+    translate: bool,
     state: Mutex<State>,
     reinit: tokio::sync::Mutex<()>,
 }
 
 impl Streamable {
-    pub fn new(conn: Arc<Conn>, fallback: bool) -> Self {
+    pub fn new(conn: Arc<Conn>, fallback: bool, translate: bool) -> Self {
         Streamable {
             conn,
             fallback,
+            translate,
             state: Mutex::new(State::default()),
             reinit: tokio::sync::Mutex::new(()),
         }
@@ -176,8 +181,11 @@ impl Streamable {
                 if !super::era::is_modern_error(status.as_u16(), &body) {
                     return Forwarded::Fallback;
                 }
+                if self.translate {
+                    return Forwarded::Modern;
+                }
                 tracing::warn!(
-                    "the MCP server speaks only MCP 2026-07-28 and refused `initialize`; the client must speak 2026-07-28 too"
+                    "the MCP server speaks only MCP 2026-07-28 and refused `initialize` (with --protocol legacy, nothing is translated)"
                 );
                 match serde_json::from_slice::<Value>(&body)
                     .ok()

@@ -19,11 +19,10 @@ const SENTINEL_END: &str = "?=";
 /// space, with no space at either end, and it does not already look like the sentinel
 /// form; otherwise `=?base64?{standard padded base64 of the UTF-8}?=`. Empty stays empty.
 pub fn encode(v: &str) -> String {
-    let plain = v.bytes().all(|b| (0x20..=0x7e).contains(&b))
-        && !v.starts_with(' ')
-        && !v.ends_with(' ')
-        && !(v.starts_with(SENTINEL_START) && v.ends_with(SENTINEL_END));
-    if plain {
+    let visible = v.bytes().all(|b| (0x20..=0x7e).contains(&b));
+    let padded = v.starts_with(' ') || v.ends_with(' ');
+    let looks_encoded = v.starts_with(SENTINEL_START) && v.ends_with(SENTINEL_END);
+    if visible && !padded && !looks_encoded {
         v.to_string()
     } else {
         format!(

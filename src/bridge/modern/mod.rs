@@ -11,6 +11,7 @@
 //! Cancelling (closing the POST) is done by the dispatch loop, which aborts the request.
 
 pub mod headers;
+pub mod translate;
 
 use super::era::{self, Memory, Speaks};
 use super::sse::{self, Cursor};
@@ -53,8 +54,31 @@ pub struct Modern {
     version: Mutex<Option<String>>,
 }
 
+/// Where the answer to a request goes: to the client as it is, or kept for the caller
+/// (the translator rewrites it). Notifications on the way always go to the client.
+pub(crate) enum Reply {
+    Write,
+    Keep(Option<Bytes>),
+}
+
+impl Reply {
+    fn answer(&mut self, out: &super::stdio::Out, text: Bytes) {
+        match self {
+            Reply::Write => out.json_text(text),
+            Reply::Keep(slot) => *slot = Some(text),
+        }
+    }
+
+    fn answer_value(&mut self, out: &super::stdio::Out, v: &Value) {
+        match self {
+            Reply::Write => out.value(v),
+            Reply::Keep(slot) => *slot = serde_json::to_vec(v).ok().map(Bytes::from),
+        }
+    }
+}
+
 /// What a request's body says that the wire rules need.
-struct Head<'a> {
+pub(crate) struct Head<'a> {
     method: &'a str,
     version: Option<&'a str>,
     params: Option<&'a Value>,
@@ -105,7 +129,7 @@ impl Modern {
         if head.method == era::DISCOVER {
             return self.discover(msg, &head).await;
         }
-        self.exchange(msg, &head).await
+        self.exchange(msg, &head, &mut Reply::Write).await
     }
 
     /// The headers of one attempt: the standard ones, and for `tools/call` the mirrored
@@ -137,7 +161,7 @@ impl Modern {
     }
 
     /// One request: POST (with the auth retries), relay the answer.
-    async fn exchange(&self, msg: &Msg, head: &Head<'_>) {
+    pub(crate) async fn exchange(&self, msg: &Msg, head: &Head<'_>, reply: &mut Reply) {
         let is_call = head.method == "tools/call";
         if is_call {
             self.learn_tool(msg, head).await;
@@ -150,7 +174,7 @@ impl Modern {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::error!("{}", e.with_hint());
-                    return self.fail(msg, codes::MODERN_AUTH, &e.with_hint(), None);
+                    return self.fail_to(reply, msg, codes::MODERN_AUTH, &e.with_hint(), None);
                 }
             };
             let resp = match self.post(msg.body.clone(), self.headers(head), &token).await {
@@ -158,7 +182,7 @@ impl Modern {
                 Err(e) => {
                     let text = format!("cannot reach the MCP server at {}: {}", self.conn.url, describe(&e));
                     tracing::warn!("{text}");
-                    return self.fail(msg, codes::MODERN_BACKEND, &text, None);
+                    return self.fail_to(reply, msg, codes::MODERN_BACKEND, &text, None);
                 }
             };
             let status = resp.status();
@@ -183,14 +207,14 @@ impl Modern {
                     self.list_tools(msg, head, seen).await;
                     continue;
                 }
-                return self.http_error(msg, status, &ctype, body);
+                return self.http_error(reply, msg, status, &ctype, body);
             }
-            return self.relay(resp, msg, head.method).await;
+            return self.relay(resp, msg, head.method, reply).await;
         }
     }
 
     /// Relay a 2xx reply (JSON or SSE) to the client, as it comes.
-    async fn relay(&self, resp: Response, msg: &Msg, method: &str) {
+    async fn relay(&self, resp: Response, msg: &Msg, method: &str, reply: &mut Reply) {
         let status = resp.status();
         let filter = method == "tools/list";
         if sse::is_event_stream(&resp) {
@@ -206,7 +230,7 @@ impl Modern {
                 match next {
                     Some(Ok(ev)) => {
                         if let Some(data) = cursor.take(ev) {
-                            answered = self.deliver(Bytes::from(data), msg, filter);
+                            answered = self.deliver(Bytes::from(data), msg, filter, reply);
                         }
                     }
                     Some(Err(e)) => {
@@ -217,7 +241,7 @@ impl Modern {
                 }
             }
             if !answered {
-                self.lost(msg, method);
+                self.lost(msg, method, reply);
             }
             return;
         }
@@ -226,33 +250,33 @@ impl Modern {
             Ok(b) => b,
             Err(e) => {
                 let text = format!("reading the MCP server's reply failed: {}", describe(&e));
-                return self.fail(msg, codes::MODERN_BACKEND, &text, None);
+                return self.fail_to(reply, msg, codes::MODERN_BACKEND, &text, None);
             }
         };
         if body.iter().all(u8::is_ascii_whitespace) {
             let text = format!("the MCP server sent no answer (HTTP {})", status.as_u16());
-            return self.fail(msg, codes::MODERN_BACKEND, &text, Some(status));
+            return self.fail_to(reply, msg, codes::MODERN_BACKEND, &text, Some(status));
         }
         if !ctype.starts_with("application/json") || std::str::from_utf8(&body).is_err() {
             let text = format!(
                 "the MCP server answered with `{}` instead of JSON-RPC",
                 if ctype.is_empty() { "no content type" } else { &ctype }
             );
-            return self.fail(msg, codes::MODERN_BACKEND, &text, Some(status));
+            return self.fail_to(reply, msg, codes::MODERN_BACKEND, &text, Some(status));
         }
-        if !self.deliver(body, msg, filter) {
+        if !self.deliver(body, msg, filter, reply) {
             let text = "the MCP server's reply is not a JSON-RPC answer to this request";
-            self.fail(msg, codes::MODERN_BACKEND, text, Some(status));
+            self.fail_to(reply, msg, codes::MODERN_BACKEND, text, Some(status));
         }
     }
 
     /// A response stream ended before its answer. A 2026-07-28 stream cannot be resumed;
     /// a listen stream's end is told the way a stdio server tells it (a cancellation).
-    fn lost(&self, msg: &Msg, method: &str) {
+    fn lost(&self, msg: &Msg, method: &str, reply: &mut Reply) {
         if self.conn.shutdown.is_triggered() {
             return;
         }
-        if method == LISTEN {
+        if method == LISTEN && matches!(reply, Reply::Write) {
             tracing::debug!("the subscription stream {} ended", msg.label());
             self.conn.out.value(&json!({
                 "jsonrpc": "2.0",
@@ -260,7 +284,8 @@ impl Modern {
                 "params": {"requestId": msg.id, "reason": "the MCP server closed the subscription stream"},
             }));
         } else {
-            self.fail(
+            self.fail_to(
+                reply,
                 msg,
                 codes::MODERN_BACKEND,
                 "the MCP server closed the response stream before answering (send the request again)",
@@ -271,7 +296,7 @@ impl Modern {
 
     /// Write one server message to the client; true if it answers `msg`. `tools/list`
     /// answers lose the tools whose `x-mcp-header` annotations are invalid.
-    fn deliver(&self, text: Bytes, msg: &Msg, filter: bool) -> bool {
+    fn deliver(&self, text: Bytes, msg: &Msg, filter: bool, reply: &mut Reply) -> bool {
         let env: Envelope = match serde_json::from_slice(&text) {
             Ok(e) => e,
             Err(_) => {
@@ -280,14 +305,17 @@ impl Modern {
             }
         };
         let ours = env.is_response() && env.id.is_some() && env.id == msg.id;
-        if ours && filter {
-            if let Some(filtered) = self.learn_list(&text) {
-                self.conn.out.json_text(filtered);
-                return true;
-            }
+        if ours {
+            let filtered = if filter { self.learn_list(&text) } else { None };
+            reply.answer(&self.conn.out, filtered.unwrap_or(text));
+            return true;
+        }
+        if matches!(reply, Reply::Keep(_)) && env.method.as_deref() == Some("notifications/subscriptions/acknowledged")
+        {
+            return false; // the translator's own subscription: nothing an old client knows
         }
         self.conn.out.json_text(text);
-        ours
+        false
     }
 
     /// Note the annotations of every tool in a `tools/list` answer; if some are invalid,
@@ -395,19 +423,17 @@ impl Modern {
     }
 
     /// A 4xx/5xx: the server's own JSON-RPC error, unchanged for this id; else one of ours.
-    fn http_error(&self, msg: &Msg, status: StatusCode, ctype: &str, body: Bytes) {
+    fn http_error(&self, reply: &mut Reply, msg: &Msg, status: StatusCode, ctype: &str, body: Bytes) {
         if let Ok(v) = serde_json::from_slice::<Value>(&body) {
             if let Some(err) = v
                 .get("error")
                 .filter(|e| e.get("code").is_some() && e.get("message").is_some())
             {
                 if v.get("id") == msg.id.as_ref() && std::str::from_utf8(&body).is_ok() {
-                    return self.conn.out.json_text(body);
+                    return reply.answer(&self.conn.out, body);
                 }
-                return self
-                    .conn
-                    .out
-                    .value(&json!({"jsonrpc": "2.0", "id": msg.id, "error": err}));
+                let answer = json!({"jsonrpc": "2.0", "id": msg.id, "error": err});
+                return reply.answer_value(&self.conn.out, &answer);
             }
         }
         let detail = match status.as_u16() {
@@ -420,11 +446,15 @@ impl Modern {
             _ => String::new(),
         };
         let text = format!("the MCP server answered HTTP {}{detail}", status.as_u16());
-        self.fail(msg, codes::MODERN_BACKEND, &text, Some(status));
+        self.fail_to(reply, msg, codes::MODERN_BACKEND, &text, Some(status));
     }
 
     /// Answer a request with one of the proxy's own errors (with the HTTP status, if any).
     fn fail(&self, msg: &Msg, code: i64, text: &str, status: Option<StatusCode>) {
+        self.fail_to(&mut Reply::Write, msg, code, text, status)
+    }
+
+    fn fail_to(&self, reply: &mut Reply, msg: &Msg, code: i64, text: &str, status: Option<StatusCode>) {
         let Some(id) = msg.id.as_ref().filter(|_| msg.kind == Kind::Request) else {
             return tracing::warn!("could not deliver {}: {text}", msg.label());
         };
@@ -433,7 +463,7 @@ impl Modern {
         if let Some(s) = status {
             err["data"] = json!({"httpStatus": s.as_u16()});
         }
-        self.conn.out.value(&json!({"jsonrpc": "2.0", "id": id, "error": err}));
+        reply.answer_value(&self.conn.out, &json!({"jsonrpc": "2.0", "id": id, "error": err}));
     }
 
     /// A client notification. `notifications/cancelled` is not sent: in this era closing
@@ -504,7 +534,7 @@ impl Modern {
         }
         if era::is_modern_error(code, &body) {
             self.memory.remember(Speaks::Modern, None);
-            return self.http_error(msg, status, "application/json", body);
+            return self.http_error(&mut Reply::Write, msg, status, "application/json", body);
         }
         if code == 401 || code == 403 || code >= 500 {
             // Not evidence of an era: remember nothing.
