@@ -16,6 +16,8 @@ import { randomBytes } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { ElicitRequestSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { Client as Client2 } from '@modelcontextprotocol/client';
+import { StdioClientTransport as StdioClientTransport2 } from '@modelcontextprotocol/client/stdio';
 import { startModernBackend, startOldBackend, CONFIRM_STATE } from './helpers/modern-backend.mjs';
 import { rawProxy } from './helpers/stdio.mjs';
 import { waitFor } from './helpers/rig.mjs';
@@ -159,6 +161,15 @@ describe('MCP 2026-07-28 through the proxy', () => {
       } finally { await be.close(); }
     });
 
+    test('modern-only server, the client pinned to 2026-07-28 (no probe: its first request decides)', T, async () => {
+      const be = await startModernBackend({ token: TOKEN, legacy: 'reject' });
+      try {
+        const r = await pythonClient(python, be.url, await freshCache(), { mode: '2026-07-28' });
+        checkModernClientReport(r, be, { era: '2026-07-28' });
+        assert.ok(!be.posts().some((p) => p.mcpMethod === 'server/discover'), 'no probe');
+      } finally { await be.close(); }
+    });
+
     test('dual-era server (TS SDK 2.x, default)', T, async () => {
       const be = await startModernBackend({ token: TOKEN });
       try {
@@ -186,6 +197,51 @@ describe('MCP 2026-07-28 through the proxy', () => {
         } finally { await raw.close(); }
       } finally { await be.close(); }
     });
+  });
+
+  describe('modern client (TypeScript SDK 2.x, probing on a second copy of the proxy) ×', () => {
+    for (const legacy of ['reject', undefined]) {
+      test(`${legacy ? 'modern-only' : 'dual-era'} server`, T, async () => {
+        const be = await startModernBackend({ token: TOKEN, legacy });
+        const transport = new StdioClientTransport2({ command: process.execPath, args: proxyArgs(be.url, await freshCache()), env: childEnv(), stderr: 'pipe' });
+        let stderr = '';
+        transport.stderr?.on('data', (d) => { stderr += d; });
+        const client = new Client2({ name: 'ts2-client', version: '1.0.0' }, {
+          capabilities: { elicitation: { form: {} } }, versionNegotiation: { mode: 'auto' },
+        });
+        client.setRequestHandler('elicitation/create', async () => ({ action: 'accept', content: { ok: true } }));
+        let changed = 0;
+        client.setNotificationHandler('notifications/tools/list_changed', () => { changed += 1; });
+        try {
+          await client.connect(transport);
+          const { tools } = await client.listTools();
+          assert.deepEqual(tools.map((t) => t.name).sort(), ['change', 'confirm', 'echo', 'progress', 'region', 'slow']);
+          assert.deepEqual(JSON.parse(textOf(await client.callTool({ name: 'region', arguments: { region: 'ap-south' } }))),
+            { region: 'ap-south', header: 'ap-south' });
+          const seen = [];
+          await client.callTool({ name: 'progress', arguments: { steps: 3 } }, { onprogress: (p) => seen.push(p.progress) });
+          assert.deepEqual(seen, [1, 2, 3]);
+          const ac = new AbortController();
+          const call = client.callTool({ name: 'slow', arguments: { ms: 15_000 } }, { signal: ac.signal });
+          setTimeout(() => ac.abort('test cancel'), 500);
+          await assert.rejects(call);
+          await waitFor(() => be.tools('slow').length === 1, { timeoutMs: 5_000, what: 'the slow tool to end' });
+          assert.equal(be.tools('slow')[0].cancelled, true);
+          assert.deepEqual(JSON.parse(textOf(await client.callTool({ name: 'confirm', arguments: { what: 'y' } }))),
+            { what: 'y', ok: true, stateIntact: true });
+          const sub = await client.listen({ toolsListChanged: true });
+          await client.callTool({ name: 'change', arguments: {} });
+          await waitFor(() => changed > 0, { timeoutMs: 5_000, what: 'tools/list_changed on the listen stream' });
+          await sub.close();
+          assert.ok(be.posts().every((p) => p.version === '2026-07-28'), 'only 2026-07-28 POSTs');
+        } catch (err) {
+          throw new Error(`${err.stack}\nproxy stderr:\n${stderr}`);
+        } finally {
+          await client.close().catch(() => {});
+          await be.close();
+        }
+      });
+    }
   });
 
   describe('old client (SDK 1.x) ×', () => {
