@@ -20,7 +20,8 @@ import { Client as Client2 } from '@modelcontextprotocol/client';
 import { StdioClientTransport as StdioClientTransport2 } from '@modelcontextprotocol/client/stdio';
 import { startModernBackend, startOldBackend, CONFIRM_STATE } from './helpers/modern-backend.mjs';
 import { rawProxy } from './helpers/stdio.mjs';
-import { waitFor } from './helpers/rig.mjs';
+import { waitFor, freePort, browserEnv, killStrayBrowsers } from './helpers/rig.mjs';
+import { startIdp } from '../examples/idp.mjs';
 import { pythonEnv } from '../scripts/pyenv.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -50,8 +51,8 @@ async function freshCache() {
 const proxyArgs = (url, cache, extra = []) => [CLI, '--header', `Authorization: Bearer ${TOKEN}`, '--no-banner', '--cache-dir', cache, ...extra, url];
 
 /** The Python SDK 2.x client through the proxy: its JSON report. */
-async function pythonClient(python, url, cache, { mode = 'auto' } = {}) {
-  const cfg = { command: process.execPath, args: proxyArgs(url, cache), env: childEnv(), mode };
+async function pythonClient(python, url, cache, { mode = 'auto', args, env = {} } = {}) {
+  const cfg = { command: process.execPath, args: args ?? proxyArgs(url, cache), env: childEnv(env), mode };
   const { stdout, stderr } = await new Promise((resolve, reject) => {
     execFile(python, [DRIVER, JSON.stringify(cfg)], { timeout: 60_000, env: childEnv() }, (err, so, se) => {
       if (err && !so) reject(new Error(`python client failed: ${err.message}\n${se}`));
@@ -113,7 +114,7 @@ async function checkTranslated(be, c) {
 }
 
 /** Every matrix cell's steps, checked from the client's report and what the server saw. */
-function checkModernClientReport(r, be, { era }) {
+function checkModernClientReport(r, be, { era, mirrored = era === '2026-07-28' }) {
   assert.deepEqual(r.errors, {}, `no step failed; proxy stderr:\n${r.stderr}`);
   assert.equal(r.protocol, era);
   assert.deepEqual(r.tools, ['change', 'confirm', 'echo', 'progress', 'region', 'slow'], 'bad_header is not listed');
@@ -121,7 +122,7 @@ function checkModernClientReport(r, be, { era }) {
   // The x-mcp-header argument reached the server as a header (base64: it is not ASCII);
   // the old era has no such headers.
   assert.deepEqual(r.region, {
-    region: 'Hello, 世界', header: era === '2026-07-28' ? '=?base64?SGVsbG8sIOS4lueVjA==?=' : null,
+    region: 'Hello, 世界', header: mirrored ? '=?base64?SGVsbG8sIOS4lueVjA==?=' : null,
   });
   assert.deepEqual(r.progress, [1, 2, 3]);
   assert.equal(r.cancelled, true);
@@ -311,6 +312,54 @@ describe('MCP 2026-07-28 through the proxy', () => {
       } finally {
         await raw.close();
         await be.close();
+      }
+    });
+  });
+
+  describe('with an OIDC login (oidc-provider; the modern-only server validates the JWTs)', () => {
+    const pidFile = join(tmpdir(), `authful-modern-browsers-${process.pid}.pids`);
+    after(() => killStrayBrowsers(pidFile));
+
+    test('first session: the probe does not wait for the login, the client falls back and is translated; '
+      + 'then 2026-07-28 end to end, and a refused token is refreshed once and the request retried', T, async () => {
+      let issuer;
+      const be = await startModernBackend({ issuer: () => issuer, legacy: 'reject' });
+      const idp = await startIdp({ resource: be.url, accessTokenTtl: 300 });
+      issuer = idp.issuer;
+      const cache = await freshCache();
+      const port = await freePort();
+      const env = {
+        OIDC_ISSUER_URL: idp.issuer,
+        OIDC_CLIENT_ID: 'demo-client',
+        OIDC_REDIRECT_URL: `http://127.0.0.1:${port}/auth/callback`,
+        MCP_PROXY_CACHE_DIR: cache,
+        ...browserEnv({ action: 'login', pidFile }),
+      };
+      const args = [CLI, '--no-banner', be.url];
+      try {
+        // No token yet: the probe gets -32601 at once, the client sends initialize, the login
+        // runs, the server refuses initialize with -32022, and the proxy translates.
+        const first = await pythonClient(python, be.url, cache, { args, env });
+        checkModernClientReport(first, be, { era: '2025-11-25', mirrored: true });
+        assert.equal(idp.stats.codeExchanges, 1, 'one login');
+        // A token at hand: the probe reaches the server, and the session is 2026-07-28.
+        be.log.length = 0;
+        const second = await pythonClient(python, be.url, cache, { args, env });
+        checkModernClientReport(second, be, { era: '2026-07-28' });
+        assert.equal(idp.stats.codeExchanges, 1, 'no second login');
+        // The server refuses a valid token once: refresh, then the same request again.
+        const raw = rawProxy(args, { env: childEnv(env) });
+        try {
+          assert.ok((await raw.request('server/discover', { _meta: META })).result);
+          const refreshes = idp.stats.refreshes;
+          be.rejectValidTokens(1);
+          const r = await raw.request('tools/list', { _meta: META });
+          assert.ok(r.result?.tools?.length > 0, JSON.stringify(r));
+          assert.equal(idp.stats.refreshes, refreshes + 1, 'one refresh');
+        } finally { await raw.close(); }
+      } finally {
+        await be.close();
+        await idp.close();
       }
     });
   });

@@ -1,6 +1,7 @@
 // An MCP server of the 2026-07-28 era for tests, built on the official TypeScript server SDK
 // 2.x (`createMcpHandler` + `toNodeHandler`). Binds 127.0.0.1 only; checks a static bearer
-// token; logs every HTTP request (the MCP headers it carried, its status, whether the client
+// token, or validates JWT access tokens from an issuer (as examples/backend.mjs); logs every
+// HTTP request (the MCP headers it carried, its status, whether the client
 // closed the response early) and what the tools saw.
 //
 //   const be = await startModernBackend({ token: 'tok', legacy: 'reject' });  // modern-only
@@ -18,6 +19,7 @@ import {
   McpServer, createMcpHandler, fromJsonSchema, inputRequired, acceptedContent,
 } from '@modelcontextprotocol/server';
 import { toNodeHandler } from '@modelcontextprotocol/node';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const text = (t) => ({ content: [{ type: 'text', text: t }] });
@@ -28,11 +30,37 @@ export const CONFIRM_STATE = 'state:ä\u2028"q"\\/ 😀';
 
 /**
  * @param {object} opts
- * @param {string} opts.token                  the bearer token requests must carry
+ * @param {string} [opts.token]                the bearer token requests must carry, or:
+ * @param {() => string} [opts.issuer]         validate JWTs from this issuer (read lazily), for
+ *                                             this backend's URL as audience
  * @param {'stateless'|'reject'} [opts.legacy]  how the old era is served (SDK default: stateless)
  */
-export async function startModernBackend({ token, legacy } = {}) {
+export async function startModernBackend({ token, issuer, legacy } = {}) {
   const log = [];
+  let url;
+  let jwks;
+  let rejectNext = 0;
+  /** Whether the request's bearer token is good (and not refused by the test knob). */
+  async function authorized(req) {
+    const header = req.headers.authorization ?? '';
+    if (!issuer) return header === `Bearer ${token}`;
+    const m = /^Bearer\s+(\S+)$/i.exec(header);
+    if (!m) return false;
+    try {
+      if (!jwks) {
+        const meta = await (await fetch(`${issuer()}/.well-known/openid-configuration`)).json();
+        jwks = createRemoteJWKSet(new URL(meta.jwks_uri));
+      }
+      await jwtVerify(m[1], jwks, { issuer: issuer(), audience: url });
+    } catch {
+      return false;
+    }
+    if (rejectNext > 0) {
+      rejectNext -= 1;
+      return false;
+    }
+    return true;
+  }
   let handler;
   let regionHeader = 'Region';
   const factory = () => {
@@ -118,22 +146,23 @@ export async function startModernBackend({ token, legacy } = {}) {
     };
     log.push(entry);
     res.on('close', () => { entry.status = res.statusCode; entry.closedEarly = !res.writableFinished; });
-    if (req.headers.authorization !== `Bearer ${token}`) {
+    authorized(req).then((ok) => {
+      if (ok) return serve(req, res);
       res.writeHead(401, { 'www-authenticate': 'Bearer error="invalid_token"', 'content-type': 'text/plain' });
-      res.end('missing or wrong token');
-      return;
-    }
-    serve(req, res);
+      return res.end('missing or wrong token');
+    });
   });
   await new Promise((resolve, reject) => {
     httpServer.once('error', reject);
     httpServer.listen(0, '127.0.0.1', resolve);
   });
-  const url = `http://127.0.0.1:${httpServer.address().port}/mcp`;
+  url = `http://127.0.0.1:${httpServer.address().port}/mcp`;
   return {
     url,
     log,
     notify: handler.notify,
+    /** Answer 401 to the next `n` requests whose token is valid (a revoked token, say). */
+    rejectValidTokens(n) { rejectNext = n; },
     /** Rename the region tool's header annotation (a schema change clients learn by listing). */
     setRegionHeader(name) { regionHeader = name; },
     tools: (name) => log.filter((e) => e.kind === 'tool' && e.tool === name),
