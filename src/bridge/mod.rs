@@ -410,6 +410,23 @@ mod tests {
         assert!(line.contains("-32600"), "{line}");
     }
 
+    #[tokio::test]
+    async fn a_cancel_aborts_the_named_request_only() {
+        let mut set = tokio::task::JoinSet::new();
+        let mut inflight = InFlight::default();
+        inflight.add(&serde_json::json!(1), set.spawn(std::future::pending::<()>()));
+        inflight.add(&serde_json::json!("1"), set.spawn(std::future::pending::<()>()));
+        let note = classify(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#,
+        ))
+        .unwrap();
+        inflight.cancel(&note);
+        let ended = set.join_next().await.unwrap();
+        assert!(ended.unwrap_err().is_cancelled());
+        assert_eq!(inflight.0.len(), 1, "the string id \"1\" is another request");
+        assert_eq!(inflight.0[0].0, serde_json::json!("1"));
+    }
+
     struct ChanWriter(std::sync::mpsc::Sender<String>);
     impl std::io::Write for ChanWriter {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
