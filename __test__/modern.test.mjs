@@ -400,6 +400,20 @@ describe('MCP 2026-07-28 through the proxy', () => {
       }
     });
 
+    test('an old client with --transport streamable-http is translated too (no HTTP+SSE fallback to skip)', T, async () => {
+      const raw = rawProxy(proxyArgs(be.url, await freshCache(), ['--transport', 'streamable-http']), { env: childEnv() });
+      try {
+        const init = await raw.initialize({ protocolVersion: '2025-06-18' });
+        assert.equal(init.serverInfo?.name, 'authful-modern-backend');
+        assert.equal(init.protocolVersion, '2025-06-18');
+        const r = await raw.call('echo', { text: 'translated' });
+        assert.equal(r.result?.content?.[0]?.text, 'translated');
+        assert.equal(r.result.resultType, undefined, 'resultType is not shown to an old client');
+        assert.equal((await raw.request('ping')).result !== undefined, true, 'ping answered by the proxy');
+        raw.assertClean();
+      } finally { await raw.close(); }
+    });
+
     test('the server\'s own errors reach the client unchanged: 404 -32601, 400 -32022', T, async () => {
       const raw = rawProxy(proxyArgs(be.url, await freshCache()), { env: childEnv() });
       try {

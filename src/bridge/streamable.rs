@@ -171,32 +171,27 @@ impl Streamable {
                 continue;
             }
             if is_init
-                && self.fallback
+                && (self.fallback || self.translate)
                 && !self.state.lock().unwrap().initialized_once
                 && matches!(status.as_u16(), 400 | 404 | 405)
             {
                 // A 2026-07-28 server's own error (say -32022 with the versions it speaks)
-                // is no reason to try HTTP+SSE: the client gets it as it is.
+                // is no reason to try HTTP+SSE: translate, or give the client that error.
+                let ctype = sse::content_type(&resp);
                 let body = resp.bytes().await.unwrap_or_default();
-                if !super::era::is_modern_error(status.as_u16(), &body) {
-                    return Forwarded::Fallback;
-                }
-                if self.translate {
+                let modern = super::era::is_modern_error(status.as_u16(), &body);
+                if modern && self.translate {
                     return Forwarded::Modern;
                 }
-                tracing::warn!(
-                    "the MCP server speaks only MCP 2026-07-28 and refused `initialize` (with --protocol legacy, nothing is translated)"
-                );
-                match serde_json::from_slice::<Value>(&body)
-                    .ok()
-                    .and_then(|v| v.get("error").cloned())
-                {
-                    Some(err) => self
-                        .conn
-                        .out
-                        .value(&serde_json::json!({"jsonrpc": "2.0", "id": msg.id, "error": err})),
-                    None => self.conn.fail(msg, codes::BACKEND, "the MCP server refused initialize"),
+                if !modern && self.fallback {
+                    return Forwarded::Fallback;
                 }
+                if modern {
+                    tracing::warn!(
+                        "the MCP server speaks only MCP 2026-07-28 and refused `initialize` (with --protocol legacy, nothing is translated)"
+                    );
+                }
+                self.http_error_body(status, &ctype, body, msg);
                 return Forwarded::Done;
             }
             if status == StatusCode::NOT_FOUND && !is_init && snap.session.is_some() && reinit_retry {
@@ -300,6 +295,10 @@ impl Streamable {
         let status = resp.status();
         let ctype = sse::content_type(&resp);
         let body = resp.bytes().await.unwrap_or_default();
+        self.http_error_body(status, &ctype, body, msg)
+    }
+
+    fn http_error_body(&self, status: StatusCode, ctype: &str, body: Bytes, msg: &Msg) {
         if msg.kind == super::Kind::Request {
             // A JSON-RPC error from the server is passed on under the request's id.
             if let Ok(v) = serde_json::from_slice::<Value>(&body) {
