@@ -517,6 +517,27 @@ mod tests {
     }
 
     #[test]
+    fn protocol_era_from_flag_or_environment() {
+        let auth = ("OIDC_ISSUER_URL", "https://idp.example");
+        assert_eq!(proxy(&[URL], &[auth]).protocol, Protocol::Auto);
+        assert_eq!(
+            proxy(&[URL], &[auth, ("MCP_PROXY_PROTOCOL", "legacy")]).protocol,
+            Protocol::Legacy
+        );
+        // The flag wins over the variable; case does not matter.
+        let c = proxy(
+            &["--protocol", "Modern", URL],
+            &[auth, ("MCP_PROXY_PROTOCOL", "legacy")],
+        );
+        assert_eq!(c.protocol, Protocol::Modern);
+        let m = usage_error(&["--protocol", "2026-07-28", URL], &[auth]);
+        assert!(
+            m.contains("--protocol") && m.contains("`auto`, `legacy`, `modern`"),
+            "{m}"
+        );
+    }
+
+    #[test]
     fn flags_win_over_the_environment_and_empty_variables_are_unset() {
         let vars = [
             ("OIDC_ISSUER_URL", "https://env-idp.example"),
