@@ -20,6 +20,9 @@ export interface ProxyOptions {
   headers?: string[] | Record<string, string>
   /** Backend transport (default `auto`). */
   transport?: 'auto' | 'streamable-http' | 'sse'
+  /** MCP protocol era towards the server (default `auto`: follow the client; translate for an
+   * older client when the server speaks only 2026-07-28). */
+  protocol?: 'auto' | 'legacy' | 'modern'
   /** Allow plain-http backends and issuers that are not on loopback. */
   allowHttp?: boolean
   /** Extra CA certificates (PEM file). */

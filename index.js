@@ -42,6 +42,7 @@ const OPTIONS = {
   cacheDir: ['--cache-dir', 'value'],
   headers: ['--header', 'list'],
   transport: ['--transport', 'value'],
+  protocol: ['--protocol', 'value'],
   allowHttp: ['--allow-http', 'flag'],
   caFile: ['--ca-file', 'value'],
   maxMessageBytes: ['--max-message-bytes', 'value'],
