@@ -5,8 +5,7 @@
 //! `server/discover` result while that is fresh), so later probes cost no round trip.
 
 use super::Msg;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -22,42 +21,24 @@ const VERDICT_SECS: u64 = 24 * 3600;
 /// Whether a client's first message opens a 2026-07-28 session (this parses the message's
 /// `params._meta` only; it runs once per session).
 pub fn opens_modern(msg: &Msg) -> bool {
-    #[derive(Deserialize)]
-    struct First {
-        #[serde(default)]
-        params: Option<Params>,
-    }
-    #[derive(Deserialize)]
-    struct Params {
-        #[serde(default, rename = "_meta")]
-        meta: Option<Meta>,
-    }
-    #[derive(Deserialize)]
-    struct Meta {
-        #[serde(default, rename = "io.modelcontextprotocol/protocolVersion")]
-        version: Option<Value>,
-    }
     match msg.method.as_deref() {
         Some(DISCOVER) => true,
         Some("initialize") | None => false,
-        Some(_) => serde_json::from_slice::<First>(&msg.body)
+        Some(_) => serde_json::from_slice::<Value>(&msg.body)
             .ok()
-            .and_then(|f| f.params?.meta?.version)
-            .is_some_and(|v| v.is_string()),
+            .is_some_and(|v| v.pointer(META_VERSION).is_some_and(Value::is_string)),
     }
 }
 
+/// Where a request names its protocol version.
+const META_VERSION: &str = "/params/_meta/io.modelcontextprotocol~1protocolVersion";
+
 /// The JSON-RPC error code in a reply body, if it is a JSON-RPC error.
 pub fn error_code(body: &[u8]) -> Option<i64> {
-    #[derive(Deserialize)]
-    struct Reply {
-        error: Option<Err>,
-    }
-    #[derive(Deserialize)]
-    struct Err {
-        code: i64,
-    }
-    serde_json::from_slice::<Reply>(body).ok()?.error.map(|e| e.code)
+    serde_json::from_slice::<Value>(body)
+        .ok()?
+        .pointer("/error/code")?
+        .as_i64()
 }
 
 /// Whether an HTTP answer is evidence of a 2026-07-28 server: one of its own errors, or a
@@ -70,8 +51,7 @@ pub fn is_modern_error(status: u16, body: &[u8]) -> bool {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Speaks {
     /// MCP 2026-07-28 (possibly also older versions).
     Modern,
@@ -79,16 +59,44 @@ pub enum Speaks {
     Legacy,
 }
 
-#[derive(Serialize, Deserialize, Clone)]
+#[derive(Clone)]
 struct Record {
     url: String,
     speaks: Speaks,
     checked_at: u64,
     /// The last `server/discover` result and until when (ms since the epoch) it is fresh.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     discover: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     discover_until_ms: Option<u64>,
+}
+
+impl Record {
+    fn to_json(&self) -> Value {
+        let speaks = match self.speaks {
+            Speaks::Modern => "modern",
+            Speaks::Legacy => "legacy",
+        };
+        json!({
+            "url": self.url,
+            "speaks": speaks,
+            "checked_at": self.checked_at,
+            "discover": self.discover,
+            "discover_until_ms": self.discover_until_ms,
+        })
+    }
+
+    fn from_json(v: &Value) -> Option<Record> {
+        Some(Record {
+            url: v.get("url")?.as_str()?.to_string(),
+            speaks: match v.get("speaks")?.as_str()? {
+                "modern" => Speaks::Modern,
+                "legacy" => Speaks::Legacy,
+                _ => return None,
+            },
+            checked_at: v.get("checked_at")?.as_u64()?,
+            discover: v.get("discover").filter(|d| !d.is_null()).cloned(),
+            discover_until_ms: v.get("discover_until_ms").and_then(Value::as_u64),
+        })
+    }
 }
 
 /// What one backend speaks, kept in memory and in `<cache dir>/<host>_<hash>_era.json`.
@@ -131,7 +139,8 @@ impl Memory {
                 .path
                 .as_ref()
                 .and_then(|p| std::fs::read(p).ok())
-                .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|v| Record::from_json(&v))
                 .filter(|r| r.url == self.url);
             *slot = Some(rec);
         }
@@ -166,7 +175,7 @@ impl Memory {
             discover_until_ms: until,
         };
         if let Some(path) = &self.path {
-            let written = serde_json::to_vec_pretty(&rec)
+            let written = serde_json::to_vec_pretty(&rec.to_json())
                 .map_err(|e| e.to_string())
                 .and_then(|bytes| crate::token_cache::write_private(path, &bytes));
             if let Err(e) = written {

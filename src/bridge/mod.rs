@@ -94,20 +94,14 @@ impl InFlight {
 
     /// Abort the request a `notifications/cancelled` names.
     fn cancel(&mut self, note: &Msg) {
-        #[derive(serde::Deserialize)]
-        struct Note {
-            params: Params,
-        }
-        #[derive(serde::Deserialize)]
-        struct Params {
-            #[serde(rename = "requestId")]
-            request_id: serde_json::Value,
-        }
-        let Ok(n) = serde_json::from_slice::<Note>(&note.body) else {
+        let Ok(n) = serde_json::from_slice::<serde_json::Value>(&note.body) else {
+            return;
+        };
+        let Some(request_id) = n.pointer("/params/requestId") else {
             return;
         };
         self.0.retain(|(id, h)| {
-            if *id == n.params.request_id {
+            if id == request_id {
                 tracing::debug!("cancelled id {id}: closing its response stream");
                 h.abort();
                 false
