@@ -35,6 +35,9 @@ export interface ProxyOptions {
   headers?: string[] | Record<string, string>
   /** Backend transport (`--transport`, `MCP_PROXY_TRANSPORT`; default `auto`). */
   transport?: 'auto' | 'streamable-http' | 'sse'
+  /** MCP protocol era towards the server (`--protocol`, `MCP_PROXY_PROTOCOL`; default `auto`: follow
+   * the client, and translate for an older client when the server speaks only 2026-07-28). */
+  protocol?: 'auto' | 'legacy' | 'modern'
   /** Allow plain-http backends and issuers that are not on loopback (`--allow-http`). */
   allowHttp?: boolean
   /** Extra CA certificates, a PEM file (`--ca-file`, `MCP_PROXY_CA_FILE`). */

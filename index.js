@@ -47,6 +47,7 @@ const OPTIONS = {
   cacheDir: ['--cache-dir', 'value'],
   headers: ['--header', 'list'],
   transport: ['--transport', 'value'],
+  protocol: ['--protocol', 'value'],
   allowHttp: ['--allow-http', 'flag'],
   caFile: ['--ca-file', 'value'],
   requestTimeout: ['--request-timeout', 'value'],

@@ -22,7 +22,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const CLI = join(here, '..', 'cli.js');
 const TOKEN = `tok-${randomBytes(12).toString('hex')}`;
 const T = { timeout: 120_000 };
-const TOO_LARGE = -31000;
+const TOO_LARGE = -31010;
 
 function childEnv(extra = {}) {
   const env = { ...getDefaultEnvironment(), ...extra };

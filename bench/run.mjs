@@ -13,8 +13,13 @@
 //   mcp-remote  when node_modules/mcp-remote (or BENCH_MCP_REMOTE=<package dir>) exists,
 //               with the bearer token as a static --header
 //
-// over two backends: "instant" (bench/instant-backend.mjs: node:http, fixed answers) and
-// "sdk" (examples/backend.mjs, validates each JWT; SSE responses by default).
+// over three backends: "instant" (bench/instant-backend.mjs: node:http, fixed answers),
+// "sdk" (examples/backend.mjs, validates each JWT; SSE responses by default) and "modern"
+// (bench/modern-backend.mjs: the TypeScript server SDK 2.x speaking only MCP 2026-07-28,
+// JSON responses). The modern backend is measured with the TypeScript client SDK 2.x in
+// the 2026-07-28 era (given the server's discover result, so neither column probes), in
+// the direct and proxy columns only; its "spawn → initialize" row is spawn → first
+// tools/list answer (the era has no initialize).
 //
 // Figures (median over BENCH_RUNS repetitions, each a fresh process/connection):
 //   spawn → initialize result; sequential tool calls p50/p95/p99; throughput with 16 calls in
@@ -44,6 +49,9 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { Client as Client2 } from '@modelcontextprotocol/client';
+import { StdioClientTransport as StdioClientTransport2 } from '@modelcontextprotocol/client/stdio';
+import { StreamableHTTPClientTransport as StreamableHTTPClientTransport2 } from '@modelcontextprotocol/client';
 import { freePort, killStrayBrowsers } from '../__test__/helpers/rig.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -69,7 +77,7 @@ const CFG = {
   sdkMode: process.env.BENCH_SDK_MODE || 'sse',
   timeoutS: Math.max(30, int('BENCH_TIMEOUT_S', 900)),
   columns: (process.env.BENCH_COLUMNS || 'direct,floor,proxy,mcp-remote').split(',').map((s) => s.trim()).filter(Boolean),
-  backends: (process.env.BENCH_BACKENDS || 'instant,sdk').split(',').map((s) => s.trim()).filter(Boolean),
+  backends: (process.env.BENCH_BACKENDS || 'instant,sdk,modern').split(',').map((s) => s.trim()).filter(Boolean),
 };
 
 const say = (m = '') => process.stdout.write(`${m}\n`);
@@ -253,8 +261,18 @@ function instrument(transport, sampleMemory) {
   return t;
 }
 
+/** The backends a column is measured against (the modern one: direct and proxy only). */
+const backendsOf = (column) => CFG.backends.filter((b) => b !== 'modern' || column === 'direct' || column === 'proxy');
+
 function makeTransport(column, backend, ctx) {
-  const url = backend === 'sdk' ? ctx.sdkUrl : ctx.instantUrl;
+  const url = { sdk: ctx.sdkUrl, modern: ctx.modernUrl }[backend] ?? ctx.instantUrl;
+  if (backend === 'modern') {
+    if (column === 'direct') {
+      return new StreamableHTTPClientTransport2(new URL(url), { requestInit: { headers: { Authorization: `Bearer ${ctx.token}` } } });
+    }
+    const env = childEnv({ ...ctx.proxyEnv, BROWSER: 'false', MCP_PROXY_AUTH_TIMEOUT: '15' });
+    return new StdioClientTransport2({ command: process.execPath, args: [CLI, '--no-banner', url], env, stderr: 'pipe' });
+  }
   if (column === 'direct') {
     return new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { Authorization: `Bearer ${ctx.token}` } } });
   }
@@ -281,13 +299,23 @@ async function session(column, backend, ctx, counts) {
   let stderr = '';
   if (stdio) transport.stderr?.on('data', (d) => { stderr = (stderr + d).slice(-4000); });
   const t = instrument(transport, stdio);
-  const client = new Client({ name: 'authful-bench', version: '1.0.0' });
+  const modern = backend === 'modern';
+  const client = modern
+    ? new Client2({ name: 'authful-bench', version: '1.0.0' })
+    : new Client({ name: 'authful-bench', version: '1.0.0' });
   const r = { column, backend };
   const fail = (err) => new Error(`${column}@${backend}: ${err.message}${stderr ? `\n--- child stderr ---\n${stderr}` : ''}`);
   try {
     const t0 = now();
-    await within(30_000, client.connect(transport), 'connect');
-    r.initMs = t.init - t0;
+    if (modern) {
+      // No initialize in this era: spawn → the first answer (tools/list).
+      await within(30_000, client.connect(transport, { prior: { kind: 'modern', discover: ctx.modernDiscover } }), 'connect');
+      await within(30_000, client.listTools(), 'first tools/list');
+      r.initMs = now() - t0;
+    } else {
+      await within(30_000, client.connect(transport), 'connect');
+      r.initMs = t.init - t0;
+    }
     // The SDK's HTTP transport hangs an abort listener per request on one long-lived signal
     // (released only when the session ends); keep Node from warning about it.
     if (transport._abortController?.signal) setMaxListeners(0, transport._abortController.signal);
@@ -360,7 +388,7 @@ async function session(column, backend, ctx, counts) {
       await closing;
     } else {
       const c0 = now();
-      await transport.terminateSession();
+      await transport.terminateSession?.();
       await client.close();
       r.exitMs = now() - c0;
     }
@@ -484,10 +512,11 @@ function targets(med) {
     if (I.floor) add('instant', 'call p50 within 0.7 ms of the floor', p.p50 - I.floor.p50, p.p50 - I.floor.p50 <= 0.7, `+${fmt(p.p50 - I.floor.p50, 3)} ms`);
     if (I.direct) add('instant', 'throughput ≥ 2× direct', ratio(p.tput, I.direct.tput), ratio(p.tput, I.direct.tput) >= 2, fmtRatio(ratio(p.tput, I.direct.tput)));
   }
-  if (S?.proxy && S.direct) {
-    const p = S.proxy;
-    add('sdk', 'call p50 ≤ 1.0× direct', ratio(p.p50, S.direct.p50), ratio(p.p50, S.direct.p50) <= 1.0, fmtRatio(ratio(p.p50, S.direct.p50)));
-    add('sdk', 'throughput ≥ 1.0× direct', ratio(p.tput, S.direct.tput), ratio(p.tput, S.direct.tput) >= 1.0, fmtRatio(ratio(p.tput, S.direct.tput)));
+  for (const [name, B] of [['sdk', S], ['modern', med.modern]]) {
+    if (!B?.proxy || !B.direct) continue;
+    const p = B.proxy;
+    add(name, 'call p50 ≤ 1.0× direct', ratio(p.p50, B.direct.p50), ratio(p.p50, B.direct.p50) <= 1.0, fmtRatio(ratio(p.p50, B.direct.p50)));
+    add(name, 'throughput ≥ 1.0× direct', ratio(p.tput, B.direct.tput), ratio(p.tput, B.direct.tput) >= 1.0, fmtRatio(ratio(p.tput, B.direct.tput)));
   }
   for (const [name, B] of Object.entries(med)) {
     const p = B?.proxy;
@@ -497,7 +526,7 @@ function targets(med) {
     add(name, 'peak memory ≤ 60 MiB', p.rssMiB, p.rssMiB <= 60, `${fmt(p.rssMiB, 1)} MiB`);
     add(name, 'exit after EOF < 100 ms', p.exitMs, p.exitMs < 100, `${fmt(p.exitMs, 1)} ms`);
   }
-  const rank = { instant: 0, sdk: 1 };
+  const rank = { instant: 0, sdk: 1, modern: 2 };
   return out.sort((a, b) => (rank[a.backend] ?? 9) - (rank[b.backend] ?? 9));
 }
 
@@ -536,6 +565,21 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
     await cleanup();
     process.exit(130);
   });
+}
+
+/** The 2026-07-28 backend's server/discover result, asked once for both columns. */
+async function discoverOf(url, token) {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream',
+      'mcp-protocol-version': '2026-07-28', 'mcp-method': 'server/discover',
+    },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'server/discover', params: { _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': {} } } }),
+  });
+  const body = await res.json();
+  if (!body.result) throw new Error(`server/discover at the modern backend failed: ${JSON.stringify(body)}`);
+  return body.result;
 }
 
 async function main() {
@@ -587,7 +631,8 @@ async function main() {
   const loginMs = now() - l0;
   const token = (await execNode([CLI, 'token'], childEnv({ ...proxyEnv, BROWSER: 'false' }), 30_000)).stdout.trim();
   if (!/^[\w-]+\.[\w-]+\.[\w-]+$/.test(token)) throw new Error('`cli.js token` did not print a JWT');
-  const ctx = { token, proxyEnv, sdkUrl: ready.sdkUrl, instantUrl: ready.instantUrl, stats, tmp, mcpRemote };
+  const ctx = { token, proxyEnv, sdkUrl: ready.sdkUrl, instantUrl: ready.instantUrl, modernUrl: ready.modernUrl, stats, tmp, mcpRemote };
+  if (CFG.backends.includes('modern')) ctx.modernDiscover = await discoverOf(ready.modernUrl, token);
 
   const git = gitInfo();
   say(`authful-mcp-proxy bench — ${new Date().toISOString()}`);
@@ -595,7 +640,7 @@ async function main() {
   say(`addon ${addon.path} (${(addon.bytes / 1048576).toFixed(1)} MiB, profile ${addon.profile}${addon.debugInfo ? ', with debug info' : ''}${addon.olderThanSources ? ', OLDER THAN src/' : ''})`);
   if (addon.profile === 'debug') say('WARNING: a debug build of the addon is measured; `npm run bench` builds and measures the release build.');
   if (addon.olderThanSources) say('WARNING: the addon is older than src/: the figures are for an earlier state of the code.');
-  say(`servers: idp ${ready.issuer}; instant backend ${ready.instantUrl}; sdk backend ${ready.sdkUrl} (${ready.sdkMode} responses)`);
+  say(`servers: idp ${ready.issuer}; instant backend ${ready.instantUrl}; sdk backend ${ready.sdkUrl} (${ready.sdkMode} responses); modern backend ${ready.modernUrl}`);
   say(`columns: ${columns.join(', ')}${CFG.columns.includes('mcp-remote') && !mcpRemote ? ' (mcp-remote not installed: skipped)' : ''}`);
   say(`runs ${CFG.runs}; per run: ${CFG.warmup} warm-up calls, ${CFG.seq} sequential calls, ${CFG.tput} calls with ${CFG.inflight} in flight, ${CFG.big} × 1 MiB results; login took ${loginMs.toFixed(0)} ms`);
   say('');
@@ -604,7 +649,7 @@ async function main() {
   const plan = [];
   for (const c of columns) {
     if (c === 'floor') plan.push([c, 'none']);
-    else for (const b of CFG.backends) plan.push([c, b]);
+    else for (const b of backendsOf(c)) plan.push([c, b]);
   }
   const counts = { seq: CFG.seq, tput: CFG.tput, inflight: CFG.inflight, big: CFG.big, bigBytes: CFG.bigBytes, warmup: CFG.warmup };
   if (CFG.warmupPass) {
@@ -641,6 +686,7 @@ async function main() {
   const titles = {
     instant: 'instant backend (node:http, fixed answers, bearer presence only)',
     sdk: `SDK backend (examples/backend.mjs, JWT validated per request, ${ready.sdkMode === 'sse' ? 'SSE' : 'JSON'} responses)`,
+    modern: 'MCP 2026-07-28 backend (TS server SDK 2.x, modern-only, JSON responses; TS client SDK 2.x)',
   };
   const rtt = median(raw.rtt ?? []);
   if (med.instant) med.instant.rtt = rtt;

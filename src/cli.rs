@@ -5,7 +5,7 @@
 //! Parsed with `lexopt` and a help text written out below: the whole command line is two
 //! dozen options, and a derive-based parser would cost a sixth of the addon's size.
 
-use crate::config::{Config, ConfigError, Transport};
+use crate::config::{Config, ConfigError, Protocol, Transport};
 use lexopt::prelude::*;
 use std::path::PathBuf;
 
@@ -87,6 +87,12 @@ Connection:
                                     is expanded from the environment)
       --transport <TRANSPORT>       auto | streamable-http | sse; `auto` tries Streamable HTTP,
                                     then legacy HTTP+SSE [env: MCP_PROXY_TRANSPORT] [default: auto]
+      --protocol <ERA>              auto | legacy | modern; `auto` follows the client (MCP
+                                    2026-07-28 when its first message says so) and translates
+                                    for an older client when the server speaks only 2026-07-28;
+                                    `legacy` passes every message as the older era; `modern`
+                                    translates older clients without asking the server first
+                                    [env: MCP_PROXY_PROTOCOL] [default: auto]
       --allow-http                  Allow plain http:// backends and issuers that are not on
                                     loopback [env: MCP_PROXY_ALLOW_HTTP]
       --ca-file <FILE>              Extra CA certificates (PEM) to trust besides the system roots
@@ -145,6 +151,7 @@ pub struct Opts {
     pub cache_dir: Option<PathBuf>,
     pub headers: Vec<String>,
     pub transport: Transport,
+    pub protocol: Protocol,
     pub allow_http: bool,
     pub ca_file: Option<PathBuf>,
     pub request_timeout: u64,
@@ -180,6 +187,7 @@ impl Default for Opts {
             cache_dir: None,
             headers: Vec::new(),
             transport: Transport::Auto,
+            protocol: Protocol::Auto,
             allow_http: false,
             ca_file: None,
             request_timeout: 0,
@@ -248,6 +256,18 @@ fn transport(source: &str, s: &str) -> Result<Transport, ConfigError> {
         _ => Err(bad_value(
             source,
             format!("`{s}` is not one of `auto`, `streamable-http`, `sse`"),
+        )),
+    }
+}
+
+fn protocol(source: &str, s: &str) -> Result<Protocol, ConfigError> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "" | "auto" => Ok(Protocol::Auto),
+        "legacy" => Ok(Protocol::Legacy),
+        "modern" => Ok(Protocol::Modern),
+        _ => Err(bad_value(
+            source,
+            format!("`{s}` is not one of `auto`, `legacy`, `modern`"),
         )),
     }
 }
@@ -388,6 +408,7 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
             Long("id-token-file") => o.id_token_file = Some(PathBuf::from(value!("--id-token-file").trim())),
             Short('H') | Long("header") => o.headers.push(value!("--header")),
             Long("transport") => o.transport = transport("--transport", &value!("--transport"))?,
+            Long("protocol") => o.protocol = protocol("--protocol", &value!("--protocol"))?,
             Long("allow-http") => o.allow_http = true,
             Long("ca-file") => o.ca_file = Some(PathBuf::from(value!("--ca-file").trim())),
             Long("request-timeout") => {
@@ -480,6 +501,9 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
     }
     if let Some(v) = var("MCP_PROXY_TRANSPORT", "--transport") {
         o.transport = transport("MCP_PROXY_TRANSPORT", &v)?;
+    }
+    if let Some(v) = var("MCP_PROXY_PROTOCOL", "--protocol") {
+        o.protocol = protocol("MCP_PROXY_PROTOCOL", &v)?;
     }
     if let Some(v) = var("MCP_PROXY_CACHE_DIR", "--cache-dir") {
         o.cache_dir = Some(PathBuf::from(v.trim()));
@@ -596,6 +620,27 @@ mod tests {
             assert_eq!(proxy(argv, vars).max_output_bytes, *want, "{argv:?} {vars:?}");
         }
         assert!(usage_error(&["--max-output-bytes", "lots", URL], &[]).contains("--max-output-bytes"));
+    }
+
+    #[test]
+    fn protocol_era_from_flag_or_environment() {
+        let auth = ("OIDC_ISSUER_URL", "https://idp.example");
+        assert_eq!(proxy(&[URL], &[auth]).protocol, Protocol::Auto);
+        assert_eq!(
+            proxy(&[URL], &[auth, ("MCP_PROXY_PROTOCOL", "legacy")]).protocol,
+            Protocol::Legacy
+        );
+        // The flag wins over the variable; case does not matter.
+        let c = proxy(
+            &["--protocol", "Modern", URL],
+            &[auth, ("MCP_PROXY_PROTOCOL", "legacy")],
+        );
+        assert_eq!(c.protocol, Protocol::Modern);
+        let m = usage_error(&["--protocol", "2026-07-28", URL], &[auth]);
+        assert!(
+            m.contains("--protocol") && m.contains("`auto`, `legacy`, `modern`"),
+            "{m}"
+        );
     }
 
     #[test]

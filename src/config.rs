@@ -20,6 +20,20 @@ pub enum Transport {
     Sse,
 }
 
+/// Which MCP protocol era the proxy speaks to the client (`--protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// Follow the client: 2026-07-28 when its first message is `server/discover` or carries
+    /// the version in `_meta`, else the `initialize` era.
+    #[default]
+    Auto,
+    /// Always the `initialize` era (2024-11-05 … 2025-11-25): every message as it is.
+    Legacy,
+    /// Speak 2026-07-28 to the server whatever the client speaks: an older client is
+    /// translated from its first `initialize` on, without asking the server first.
+    Modern,
+}
+
 /// How tokens are obtained when neither the cache nor a refresh can give one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrantKind {
@@ -110,6 +124,7 @@ pub struct Config {
     /// Static headers sent on every backend request. Values may be credentials: never logged.
     pub headers: Vec<(String, Secret<String>)>,
     pub transport: Transport,
+    pub protocol: Protocol,
     pub allow_http: bool,
     /// `--ca-file` / `MCP_PROXY_CA_FILE`: must be readable PEM.
     pub ca_files: Vec<PathBuf>,
@@ -528,6 +543,7 @@ impl Config {
             auth,
             headers,
             transport: o.transport,
+            protocol: o.protocol,
             allow_http,
             ca_files,
             env_ca_files,

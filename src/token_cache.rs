@@ -422,6 +422,33 @@ pub fn remove_all(dir: &Path) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// Write a small file beside the token cache: 0600 in a 0700 directory, through a temp
+/// file and a rename, so a process killed mid-write leaves the old file or the new one.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = path.parent().ok_or("no directory")?;
+    ensure_private_dir(dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.{}.{:x}.tmp",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = private_file(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(format!("cannot write `{}`: {e}", path.display()));
+    }
+    Ok(())
+}
+
 fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {

@@ -71,6 +71,9 @@ pub trait TokenSource: Send + Sync {
     fn refused<'a>(&'a self, refusal: Refusal<'a>) -> BoxFuture<'a, bool>;
     /// The current token without waiting (may be stale), for a best-effort goodbye.
     fn current(&self) -> Option<Secret<String>>;
+    /// A token usable at once, without a login, a refresh or any wait: `Some(None)` when
+    /// none is needed (yet), `None` when only a login or a refresh could give one.
+    fn token_now(&self) -> Option<Option<Secret<String>>>;
 }
 
 /// Static headers or a server that needs no login: never a token, never a retry.
@@ -87,5 +90,9 @@ impl TokenSource for NoToken {
 
     fn current(&self) -> Option<Secret<String>> {
         None
+    }
+
+    fn token_now(&self) -> Option<Option<Secret<String>>> {
+        Some(None)
     }
 }

@@ -325,6 +325,15 @@ impl TokenManager {
         self.current.lock().unwrap().clone()
     }
 
+    /// A valid token from memory or the cache, without waiting for a login, a refresh or
+    /// another task holding the tokens; `None` when only one of those could give one.
+    pub fn token_without_waiting(&self) -> Option<Secret<String>> {
+        let mut inner = self.inner.try_lock().ok()?;
+        self.load(&mut inner);
+        let t = inner.tokens.as_ref().filter(|t| Self::usable(&inner, t))?;
+        Some(t.access_token.clone())
+    }
+
     /// Without a configured issuer: find out where to log in before any request is refused
     /// (for `login` and `token`; the proxy waits for the server's first 401 instead).
     pub async fn ensure_discoverable(&self) -> Result<(), crate::config::ConfigError> {

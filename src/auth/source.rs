@@ -40,6 +40,18 @@ impl TokenSource for TokenManager {
     fn current(&self) -> Option<Secret<String>> {
         self.cached_token()
     }
+
+    fn token_now(&self) -> Option<Option<Secret<String>>> {
+        if self.cfg.issuer.is_none() {
+            // Nothing known yet about a login: requests go without a token until a 401.
+            let mut inner = self.inner.try_lock().ok()?;
+            self.load(&mut inner);
+            if inner.tokens.is_none() && inner.discovered.issuer.is_none() {
+                return Some(None);
+            }
+        } // (the lock is released here: `token_without_waiting` takes it again)
+        self.token_without_waiting().map(Some)
+    }
 }
 
 impl TokenManager {

@@ -50,6 +50,13 @@ impl Conn {
         self.auth.token().await
     }
 
+    /// A token usable at once, without a login or any wait: `Some(None)` when no token is
+    /// needed (yet), `None` when only a login or a refresh could give one (for answers that
+    /// must never wait, such as the `server/discover` probe).
+    pub fn bearer_now(&self) -> Option<Option<Secret<String>>> {
+        self.auth.token_now()
+    }
+
     /// The server answered 401 to a request sent with `token`: true if it should be sent
     /// again (the token source has a new token, or now knows where to log in).
     pub async fn rejected(&self, token: &Option<Secret<String>>, resp: &reqwest::Response) -> bool {

@@ -14,10 +14,15 @@ pub mod codes {
     pub const BACKEND: i64 = -32000;
     /// No valid token could be obtained (login failed, denied or timed out).
     pub const AUTH: i64 = -32001;
+    /// In the 2026-07-28 era, where −32768…−32000 belongs to JSON-RPC and the spec: the
+    /// backend could not be reached, or failed without a JSON-RPC error of its own.
+    pub const MODERN_BACKEND: i64 = -31000;
+    /// In the 2026-07-28 era: no valid token could be obtained.
+    pub const MODERN_AUTH: i64 = -31001;
     /// The server's answer is larger than the client can read (`--max-output-bytes`).
     /// Outside JSON-RPC's reserved range (-32768 to -32000): it is the proxy's, not the
     /// server's, and no MCP code means the same.
-    pub const TOO_LARGE: i64 = -31000;
+    pub const TOO_LARGE: i64 = -31010;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

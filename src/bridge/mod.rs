@@ -4,9 +4,11 @@
 //! request from stdin gets an answer: on any failure, a JSON-RPC error with the same id.
 
 mod conn;
+pub mod era;
 pub mod host;
 pub mod legacy;
 mod message;
+pub mod modern;
 pub mod sse;
 pub mod stdio;
 pub mod streamable;
@@ -16,7 +18,7 @@ pub use conn::Conn;
 pub(crate) use message::Envelope;
 pub use message::{classify, codes, Kind, Msg, Waiting};
 
-use crate::config::{Config, Transport};
+use crate::config::{Config, Protocol, Transport};
 use crate::shutdown::Shutdown;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -27,15 +29,45 @@ use tokio::sync::mpsc;
 enum Backend {
     Streamable(Arc<streamable::Streamable>),
     Legacy(Arc<legacy::Legacy>),
+    /// MCP 2026-07-28: chosen by the client's first message.
+    Modern(Arc<modern::Modern>),
+    /// An older client in front of a 2026-07-28 server.
+    Translate(Arc<modern::translate::Translator>),
 }
 
 impl Backend {
+    /// The backend for a client of the 2024-11-05 … 2025-11-25 era.
+    fn for_initialize(config: &Config, conn: &Arc<Conn>) -> Backend {
+        match (config.protocol, config.transport) {
+            (Protocol::Modern, _) => Backend::translator(config, conn),
+            (_, Transport::Sse) => Backend::Legacy(Arc::new(legacy::Legacy::new(conn.clone()))),
+            (p, t) => Backend::Streamable(Arc::new(streamable::Streamable::new(
+                conn.clone(),
+                t == Transport::Auto,
+                p == Protocol::Auto,
+            ))),
+        }
+    }
+
+    fn translator(config: &Config, conn: &Arc<Conn>) -> Backend {
+        let m = Arc::new(modern::Modern::new(conn.clone(), config.cache_dir.clone()));
+        Backend::Translate(Arc::new(modern::translate::Translator::new(m)))
+    }
+
     /// Forward one client message; only Streamable HTTP can ask for the fallback.
     async fn forward(&self, msg: &Msg) -> streamable::Forwarded {
         match self {
             Backend::Streamable(s) => s.forward(msg).await,
             Backend::Legacy(l) => {
                 l.forward(msg).await;
+                streamable::Forwarded::Done
+            }
+            Backend::Modern(m) => {
+                m.forward(msg).await;
+                streamable::Forwarded::Done
+            }
+            Backend::Translate(t) => {
+                t.forward(msg).await;
                 streamable::Forwarded::Done
             }
         }
@@ -45,7 +77,40 @@ impl Backend {
         match self {
             Backend::Streamable(s) => s.close().await,
             Backend::Legacy(l) => l.close().await,
+            Backend::Modern(_) => {} // no session to end
+            Backend::Translate(t) => t.close(),
         }
+    }
+}
+
+/// The requests in flight, so that a `notifications/cancelled` can close one's HTTP
+/// response stream (aborting its task drops the response).
+#[derive(Default)]
+struct InFlight(Vec<(serde_json::Value, tokio::task::AbortHandle)>);
+
+impl InFlight {
+    fn add(&mut self, id: &serde_json::Value, handle: tokio::task::AbortHandle) {
+        self.0.retain(|(_, h)| !h.is_finished());
+        self.0.push((id.clone(), handle));
+    }
+
+    /// Abort the request a `notifications/cancelled` names.
+    fn cancel(&mut self, note: &Msg) {
+        let Ok(n) = serde_json::from_slice::<serde_json::Value>(&note.body) else {
+            return;
+        };
+        let Some(request_id) = n.pointer("/params/requestId") else {
+            return;
+        };
+        self.0.retain(|(id, h)| {
+            if id == request_id {
+                tracing::debug!("cancelled id {id}: closing its response stream");
+                h.abort();
+                false
+            } else {
+                !h.is_finished()
+            }
+        });
     }
 }
 
@@ -55,13 +120,12 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
     let mut shutdown = conn.shutdown.clone();
     let out = conn.out.clone();
     let max = config.max_message_bytes;
-    let mut backend = match config.transport {
-        Transport::Sse => Backend::Legacy(Arc::new(legacy::Legacy::new(conn.clone()))),
-        t => Backend::Streamable(Arc::new(streamable::Streamable::new(
-            conn.clone(),
-            t == Transport::Auto,
-        ))),
-    };
+    let mut backend = Backend::for_initialize(config, &conn);
+    // The era is decided by the first message (and a modern client's fall-back to
+    // initialize); after that nothing on the path of a message looks at it.
+    let mut decided = config.protocol == Protocol::Legacy;
+    let mut modern: Option<Arc<modern::Modern>> = None;
+    let mut inflight = InFlight::default();
     let mut tasks = tokio::task::JoinSet::new();
     // Lines read while an in-line forward was awaited, in order.
     let mut backlog = std::collections::VecDeque::new();
@@ -93,13 +157,37 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
             matches!(&backend, Backend::Streamable(s) if s.protocol_version().as_deref() == Some("2025-03-26"));
         for msg in split(line, &out, keep_batches) {
             tracing::debug!("→ {}", msg.label());
+            if !decided {
+                decided = true;
+                if era::opens_modern(&msg) {
+                    tracing::debug!("the client speaks MCP 2026-07-28");
+                    let m = Arc::new(modern::Modern::new(conn.clone(), config.cache_dir.clone()));
+                    backend = Backend::Modern(m.clone());
+                    modern = Some(m);
+                }
+            }
             let is_init = msg.method.as_deref() == Some("initialize");
+            if let Some(m) = &modern {
+                // A dual-era client falls back to initialize after its probe, and probes
+                // again if the server then names 2026-07-28 versions.
+                if is_init && matches!(backend, Backend::Modern(_)) {
+                    tracing::debug!("the client fell back to initialize");
+                    backend = Backend::for_initialize(config, &conn);
+                } else if msg.method.as_deref() == Some(era::DISCOVER) && !matches!(backend, Backend::Modern(_)) {
+                    backend = Backend::Modern(m.clone());
+                }
+            }
             if msg.is_request() && !is_init {
                 out.expect_progress(&msg);
-                // Requests run side by side, each within `--request-timeout` if set.
+                // Requests run side by side, each within `--request-timeout` if set (a
+                // subscription stream is meant to stay open).
                 let b = backend.clone();
-                let (conn, limit) = (conn.clone(), config.request_timeout);
-                tasks.spawn(async move {
+                let limit = config
+                    .request_timeout
+                    .filter(|_| msg.method.as_deref() != Some("subscriptions/listen"));
+                let conn = conn.clone();
+                let id = msg.id.clone();
+                let handle = tasks.spawn(async move {
                     if !within_limit(limit, b.forward(&msg)).await {
                         timed_out(&conn, &msg, limit, move |note| {
                             let b = b.clone();
@@ -110,6 +198,9 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
                         .await;
                     }
                 });
+                if let Some(id) = &id {
+                    inflight.add(id, handle);
+                }
                 continue;
             }
             // In line: initialize (nothing else may go out before the session exists, and it
@@ -119,11 +210,26 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
             let Some(outcome) = in_line(backend.forward(&msg), shutdown.clone(), &mut input, &mut backlog).await else {
                 break 'read;
             };
+            if msg.kind == Kind::Notification && msg.method.as_deref() == Some("notifications/cancelled") {
+                // After forwarding it (the old era's way), close the request's stream: a
+                // server without a session notices only that; in 2026-07-28 that is the
+                // cancellation itself.
+                inflight.cancel(&msg);
+            }
             if outcome == streamable::Forwarded::Fallback {
                 tracing::info!(
                     "the server does not speak Streamable HTTP; using the HTTP+SSE transport (MCP 2024-11-05)"
                 );
                 backend = Backend::Legacy(Arc::new(legacy::Legacy::new(conn.clone())));
+                if in_line(backend.forward(&msg), shutdown.clone(), &mut input, &mut backlog)
+                    .await
+                    .is_none()
+                {
+                    break 'read;
+                }
+            } else if outcome == streamable::Forwarded::Modern {
+                tracing::info!("the server speaks only MCP 2026-07-28: translating");
+                backend = Backend::translator(config, &conn);
                 if in_line(backend.forward(&msg), shutdown.clone(), &mut input, &mut backlog)
                     .await
                     .is_none()
@@ -300,6 +406,23 @@ mod tests {
         assert_eq!(msgs[1].kind, Kind::Notification);
         let line = rx.recv_timeout(std::time::Duration::from_secs(2)).unwrap();
         assert!(line.contains("-32600"), "{line}");
+    }
+
+    #[tokio::test]
+    async fn a_cancel_aborts_the_named_request_only() {
+        let mut set = tokio::task::JoinSet::new();
+        let mut inflight = InFlight::default();
+        inflight.add(&serde_json::json!(1), set.spawn(std::future::pending::<()>()));
+        inflight.add(&serde_json::json!("1"), set.spawn(std::future::pending::<()>()));
+        let note = classify(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#,
+        ))
+        .unwrap();
+        inflight.cancel(&note);
+        let ended = set.join_next().await.unwrap();
+        assert!(ended.unwrap_err().is_cancelled());
+        assert_eq!(inflight.0.len(), 1, "the string id \"1\" is another request");
+        assert_eq!(inflight.0[0].0, serde_json::json!("1"));
     }
 
     struct ChanWriter(std::sync::mpsc::Sender<String>);

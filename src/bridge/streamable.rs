@@ -27,6 +27,8 @@ pub enum Forwarded {
     Done,
     /// The first initialize got 400/404/405: the caller should try HTTP+SSE.
     Fallback,
+    /// The first initialize got a 2026-07-28 error: the caller should translate.
+    Modern,
 }
 
 #[derive(Default)]
@@ -52,15 +54,18 @@ struct Snapshot {
 pub struct Streamable {
     conn: Arc<Conn>,
     fallback: bool,
+    /// Whether a 2026-07-28 answer to the first initialize asks for the translator.
+    translate: bool,
     state: Mutex<State>,
     reinit: tokio::sync::Mutex<()>,
 }
 
 impl Streamable {
-    pub fn new(conn: Arc<Conn>, fallback: bool) -> Self {
+    pub fn new(conn: Arc<Conn>, fallback: bool, translate: bool) -> Self {
         Streamable {
             conn,
             fallback,
+            translate,
             state: Mutex::new(State::default()),
             reinit: tokio::sync::Mutex::new(()),
         }
@@ -166,11 +171,28 @@ impl Streamable {
                 continue;
             }
             if is_init
-                && self.fallback
+                && (self.fallback || self.translate)
                 && !self.state.lock().unwrap().initialized_once
                 && matches!(status.as_u16(), 400 | 404 | 405)
             {
-                return Forwarded::Fallback;
+                // A 2026-07-28 server's own error (say -32022 with the versions it speaks)
+                // is no reason to try HTTP+SSE: translate, or give the client that error.
+                let ctype = sse::content_type(&resp);
+                let body = resp.bytes().await.unwrap_or_default();
+                let modern = super::era::is_modern_error(status.as_u16(), &body);
+                if modern && self.translate {
+                    return Forwarded::Modern;
+                }
+                if !modern && self.fallback {
+                    return Forwarded::Fallback;
+                }
+                if modern {
+                    tracing::warn!(
+                        "the MCP server speaks only MCP 2026-07-28 and refused `initialize` (with --protocol legacy, nothing is translated)"
+                    );
+                }
+                self.http_error_body(status, &ctype, body, msg);
+                return Forwarded::Done;
             }
             if status == StatusCode::NOT_FOUND && !is_init && snap.session.is_some() && reinit_retry {
                 reinit_retry = false;
@@ -273,6 +295,10 @@ impl Streamable {
         let status = resp.status();
         let ctype = sse::content_type(&resp);
         let body = resp.bytes().await.unwrap_or_default();
+        self.http_error_body(status, &ctype, body, msg)
+    }
+
+    fn http_error_body(&self, status: StatusCode, ctype: &str, body: Bytes, msg: &Msg) {
         if msg.kind == super::Kind::Request {
             // A JSON-RPC error from the server is passed on under the request's id.
             if let Ok(v) = serde_json::from_slice::<Value>(&body) {
