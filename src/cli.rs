@@ -5,7 +5,7 @@
 //! Parsed with `lexopt` and a help text written out below: the whole command line is two
 //! dozen options, and a derive-based parser would cost a sixth of the addon's size.
 
-use crate::config::{Config, ConfigError, Transport};
+use crate::config::{Config, ConfigError, StoreKind, Transport};
 use lexopt::prelude::*;
 use std::path::PathBuf;
 
@@ -55,6 +55,12 @@ Login:
                                     `audience=...` or `prompt=consent`
       --cache-dir <DIR>             Token cache directory [env: MCP_PROXY_CACHE_DIR]
                                     [default: ~/.fastmcp/oauth-mcp-client-cache]
+      --token-store <STORE>         file | keychain | memory: where tokens are kept. `keychain`
+                                    puts the refresh token in the OS credential store (macOS
+                                    Keychain, Windows Credential Manager, Secret Service) and
+                                    falls back to the file with a warning; `memory` writes
+                                    nothing, each process logs in for itself
+                                    [env: MCP_PROXY_TOKEN_STORE] [default: file]
 
 Connection:
   -H, --header <NAME: VALUE>        Extra header for every backend request (repeatable; `${VAR}`
@@ -106,6 +112,7 @@ pub struct Opts {
     pub no_resource: bool,
     pub authorize_params: Vec<String>,
     pub cache_dir: Option<PathBuf>,
+    pub token_store: StoreKind,
     pub headers: Vec<String>,
     pub transport: Transport,
     pub allow_http: bool,
@@ -133,6 +140,7 @@ impl Default for Opts {
             no_resource: false,
             authorize_params: Vec::new(),
             cache_dir: None,
+            token_store: StoreKind::File,
             headers: Vec::new(),
             transport: Transport::Auto,
             allow_http: false,
@@ -202,6 +210,18 @@ fn transport(source: &str, s: &str) -> Result<Transport, ConfigError> {
         _ => Err(bad_value(
             source,
             format!("`{s}` is not one of `auto`, `streamable-http`, `sse`"),
+        )),
+    }
+}
+
+fn token_store(source: &str, s: &str) -> Result<StoreKind, ConfigError> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "" | "file" => Ok(StoreKind::File),
+        "keychain" => Ok(StoreKind::Keychain),
+        "memory" => Ok(StoreKind::Memory),
+        _ => Err(bad_value(
+            source,
+            format!("`{s}` is not one of `file`, `keychain`, `memory`"),
         )),
     }
 }
@@ -331,6 +351,7 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
             Long("no-resource") => no_resource = Source::Argv,
             Long("authorize-param") => o.authorize_params.push(value!("--authorize-param")),
             Long("cache-dir") => o.cache_dir = Some(PathBuf::from(value!("--cache-dir").trim())),
+            Long("token-store") => o.token_store = token_store("--token-store", &value!("--token-store"))?,
             Short('H') | Long("header") => o.headers.push(value!("--header")),
             Long("transport") => o.transport = transport("--transport", &value!("--transport"))?,
             Long("allow-http") => o.allow_http = true,
@@ -402,6 +423,9 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
     }
     if let Some(v) = var("MCP_PROXY_CACHE_DIR", "--cache-dir") {
         o.cache_dir = Some(PathBuf::from(v.trim()));
+    }
+    if let Some(v) = var("MCP_PROXY_TOKEN_STORE", "--token-store") {
+        o.token_store = token_store("MCP_PROXY_TOKEN_STORE", &v)?;
     }
     if let Some(v) = var("MCP_PROXY_CA_FILE", "--ca-file") {
         o.ca_file = Some(PathBuf::from(v.trim()));
@@ -620,6 +644,25 @@ mod tests {
         );
         let c = proxy(&["--silent", URL], &vars);
         assert_eq!(c.log, LogLevel::Silent);
+    }
+
+    #[test]
+    fn token_store_from_flag_or_environment() {
+        let vars = [("OIDC_ISSUER_URL", "https://i.example")];
+        assert_eq!(proxy(&[URL], &vars).token_store, StoreKind::File, "the default");
+        let mut env = vars.to_vec();
+        env.push(("MCP_PROXY_TOKEN_STORE", "Keychain"));
+        let c = proxy(&[URL], &env);
+        assert_eq!(
+            (c.token_store, c.auth.unwrap().token_store),
+            (StoreKind::Keychain, StoreKind::Keychain)
+        );
+        assert_eq!(
+            proxy(&["--token-store=memory", URL], &env).token_store,
+            StoreKind::Memory,
+            "the flag wins"
+        );
+        assert!(usage_error(&["--token-store", "vault", URL], &vars).contains("`file`, `keychain`, `memory`"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod log;
 pub mod secret;
 pub mod shutdown;
 pub mod token_cache;
+pub mod token_store;
 
 #[cfg(feature = "napi")]
 mod napi;
