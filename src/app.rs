@@ -49,6 +49,7 @@ async fn dispatch(argv: Vec<String>) -> Result<ExitCode, Error> {
         }
         Invocation::Status { config, json } => status(config, json).await,
         Invocation::Logout { config, all } => logout(config, all).await,
+        Invocation::Setup { config, json, argv } => crate::setup::run(config, json, argv).await,
     }
 }
 

@@ -22,6 +22,9 @@ Commands:
   logout    Remove this configuration's cached tokens (--all: every cached login)
   status    Show who is logged in for this configuration, never a token value (--json: as JSON)
   token     Print a valid access token to stdout (refreshing or logging in as needed)
+  setup     Check every step from the server to a working login, with a fix for each failure,
+            and print the configuration for Claude Desktop, Cursor, Windsurf, VS Code and
+            Claude Code (--json: as JSON)
 
 Arguments:
   [MCP_BACKEND_URL]  Remote MCP server URL (Streamable HTTP, or legacy HTTP+SSE)
@@ -83,15 +86,16 @@ Output:
       --debug                       Detailed debug logging, never a secret
                                     [env: MCP_PROXY_DEBUG=1|true|yes|on]
       --all                         (logout) Remove every cached login in the cache directory
-      --json                        (status) Print the status as JSON
+      --json                        (status, setup) Print the result as JSON
   -h, --help                        Print this help
   -V, --version                     Print the version
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error, 3 login failed,
-4 not logged in (status).
+4 not logged in (status). `setup` exits with the code of the first failing step.
 
 Examples:
   authful-mcp-proxy https://mcp.example.com/mcp
+  authful-mcp-proxy setup https://mcp.example.com/mcp
   authful-mcp-proxy login https://mcp.example.com/mcp
   authful-mcp-proxy status --json
   authful-mcp-proxy token | xargs -I{} curl -H 'Authorization: Bearer {}' ...
@@ -270,6 +274,7 @@ enum Command {
     Logout,
     Status,
     Token,
+    Setup,
 }
 
 impl Command {
@@ -279,6 +284,7 @@ impl Command {
             "logout" => Command::Logout,
             "status" => Command::Status,
             "token" => Command::Token,
+            "setup" => Command::Setup,
             _ => return None,
         })
     }
@@ -311,6 +317,12 @@ pub enum Invocation {
         json: bool,
     },
     Token(Config),
+    /// `setup`: `argv` is the command line as given, for the host configurations it prints.
+    Setup {
+        config: Config,
+        json: bool,
+        argv: Vec<String>,
+    },
     /// `--help` / `--version`: text for stderr (or stdout when not proxying), exit 0.
     Info(String),
 }
@@ -455,14 +467,15 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
     if all && command != Command::Logout {
         return Err(usage("`--all` belongs to `logout`"));
     }
-    if json && command != Command::Status {
-        return Err(usage("`--json` belongs to `status`"));
+    if json && !matches!(command, Command::Status | Command::Setup) {
+        return Err(usage("`--json` belongs to `status` and `setup`"));
     }
 
     let debug_env = env
         .get("MCP_PROXY_DEBUG")
         .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
-    let proxying = command == Command::Proxy;
+    // `setup` checks what the proxy would do, so it needs a backend too.
+    let proxying = matches!(command, Command::Proxy | Command::Setup);
     let config = Config::from_parts(url.or_else(|| env.get("MCP_BACKEND_URL")), o, debug_env, proxying)?;
     Ok(match command {
         Command::Proxy => Invocation::Proxy(config),
@@ -470,6 +483,11 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
         Command::Logout => Invocation::Logout { config, all },
         Command::Status => Invocation::Status { config, json },
         Command::Token => Invocation::Token(config),
+        Command::Setup => Invocation::Setup {
+            config,
+            json,
+            argv: argv.to_vec(),
+        },
     })
 }
 

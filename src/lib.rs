@@ -13,6 +13,7 @@ pub mod error;
 pub mod http;
 pub mod log;
 pub mod secret;
+pub mod setup;
 pub mod shutdown;
 pub mod token_cache;
 pub mod token_store;
