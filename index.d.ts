@@ -16,6 +16,8 @@ export interface ProxyOptions {
   authTimeout?: number
   /** Token cache folder (default `~/.fastmcp/oauth-mcp-client-cache`). */
   cacheDir?: string
+  /** Where tokens are kept: `file` (default), `keychain` (the OS credential store) or `memory`. */
+  tokenStore?: 'file' | 'keychain' | 'memory'
   /** Extra headers for every backend request: `["Name: value"]` or `{ Name: "value" }`. */
   headers?: string[] | Record<string, string>
   /** Backend transport (default `auto`). */
@@ -53,6 +55,8 @@ export interface LoginStatus {
   expired: boolean | null
   hasRefreshToken: boolean | null
   cacheFile: string | null
+  /** The store in use (`file` when a keychain fell back). */
+  tokenStore: 'file' | 'keychain' | 'memory'
 }
 
 /** Errors thrown by the API carry a stable `code` (e.g. `ERR_CONFIG`, `ERR_LOGIN_TIMEOUT`). */

@@ -40,6 +40,7 @@ const OPTIONS = {
   oidcRedirectUrl: ['--oidc-redirect-url', 'value'],
   authTimeout: ['--auth-timeout', 'value'],
   cacheDir: ['--cache-dir', 'value'],
+  tokenStore: ['--token-store', 'value'],
   headers: ['--header', 'list'],
   transport: ['--transport', 'value'],
   allowHttp: ['--allow-http', 'flag'],
