@@ -1,4 +1,5 @@
-//! The OS credential store: the Secret Service on Linux (D-Bus, pure Rust), the Keychain on
+//! The OS credential store: the Secret Service on Linux (over our own small D-Bus client in
+//! [`super::dbus`]: no libdbus or libsecret at run time), the Keychain on
 //! macOS, the Credential Manager on Windows. One small item per cache entry, found by the
 //! entry's name and labelled so a person recognises it. Every call runs on a thread of its
 //! own and is given [`LIMIT`]: a locked keyring that waits for a prompt nobody sees, or a bus
@@ -89,88 +90,179 @@ fn limited<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'st
 
 #[cfg(target_os = "linux")]
 mod os {
-    use super::{Item, SERVICE};
-    use secret_service::{EncryptionType, Error, SecretService};
-    use std::collections::HashMap;
+    //! The Secret Service API (freedesktop.org) over our own small D-Bus client, with the
+    //! `plain` session: the secret crosses the user's own session bus, as with `secret-tool`
+    //! run by hand, and no cryptography has to be carried for it.
 
-    /// One short-lived runtime per call: zbus runs its connection's tasks on it.
-    fn run<T>(f: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, String> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        rt.block_on(f).map_err(describe)
+    use super::super::dbus::{Arg, Bus, Value};
+    use super::{Item, LIMIT, SERVICE};
+
+    const DEST: &str = "org.freedesktop.secrets";
+    const ROOT: &str = "/org/freedesktop/secrets";
+    const SERVICE_IFACE: &str = "org.freedesktop.Secret.Service";
+
+    struct SecretService {
+        bus: Bus,
+        session: String,
     }
 
-    fn describe(e: Error) -> String {
-        match e {
-            Error::Locked => "the keyring is locked".into(),
-            Error::Prompt => "the keyring asked for a prompt that was dismissed".into(),
-            Error::Unavailable => "no Secret Service is running on the session D-Bus".into(),
-            e => format!("the Secret Service: {e}"),
+    impl SecretService {
+        fn connect() -> Result<SecretService, String> {
+            let mut bus = Bus::session(LIMIT)?;
+            let opened = bus
+                .call(
+                    DEST,
+                    ROOT,
+                    SERVICE_IFACE,
+                    "OpenSession",
+                    &[
+                        Arg::Str("plain".into()),
+                        Arg::Variant(Box::new(Arg::Str(String::new()))),
+                    ],
+                )
+                .map_err(|e| {
+                    if e.starts_with("org.freedesktop.DBus.Error.ServiceUnknown") {
+                        format!("no Secret Service runs on the session D-Bus ({e})")
+                    } else {
+                        format!("the Secret Service: {e}")
+                    }
+                })?;
+            let session = opened
+                .get(1)
+                .and_then(Value::as_str)
+                .ok_or("the Secret Service opened no session")?;
+            Ok(SecretService {
+                session: session.to_string(),
+                bus,
+            })
+        }
+
+        fn call(&mut self, path: &str, iface: &str, member: &str, args: &[Arg]) -> Result<Vec<Value>, String> {
+            self.bus
+                .call(DEST, path, iface, member, args)
+                .map_err(|e| format!("the Secret Service: {e}"))
+        }
+
+        /// Unlock `paths`; a keyring that wants a password prompt counts as an error (nobody
+        /// would see the prompt of a proxy started by an MCP client).
+        fn unlock(&mut self, paths: Vec<String>) -> Result<(), String> {
+            let objects = Arg::Array("o", paths.into_iter().map(Arg::Path).collect());
+            let r = self.call(ROOT, SERVICE_IFACE, "Unlock", &[objects])?;
+            match r.get(1).and_then(Value::as_str) {
+                Some("/") | None => Ok(()),
+                Some(_) => Err("the keyring is locked (unlocking it needs a password prompt)".into()),
+            }
+        }
+
+        /// The items with these attributes, unlocked.
+        fn search(&mut self, attributes: &[(&str, &str)]) -> Result<Vec<String>, String> {
+            let r = self.call(ROOT, SERVICE_IFACE, "SearchItems", &[Arg::string_dict(attributes)])?;
+            let mut items = r.first().map(Value::strings).unwrap_or_default();
+            let locked = r.get(1).map(Value::strings).unwrap_or_default();
+            if !locked.is_empty() {
+                self.unlock(locked.clone())?;
+                items.extend(locked);
+            }
+            Ok(items)
+        }
+
+        fn secret(&mut self, item: &str) -> Result<Vec<u8>, String> {
+            let session = Arg::Path(self.session.clone());
+            let r = self.call(item, "org.freedesktop.Secret.Item", "GetSecret", &[session])?;
+            match r.first() {
+                Some(Value::Struct(parts)) => match parts.get(2) {
+                    Some(Value::Bytes(b)) => Ok(b.clone()),
+                    _ => Err("the Secret Service sent a secret without a value".into()),
+                },
+                _ => Err("the Secret Service sent no secret".into()),
+            }
+        }
+
+        fn delete(&mut self, item: &str) -> Result<(), String> {
+            let r = self.call(item, "org.freedesktop.Secret.Item", "Delete", &[])?;
+            match r.first().and_then(Value::as_str) {
+                Some("/") | None => Ok(()),
+                Some(_) => Err("deleting the item needs a password prompt".into()),
+            }
+        }
+
+        fn create(&mut self, item: &Item, secret: &[u8]) -> Result<(), String> {
+            let r = self.call(ROOT, SERVICE_IFACE, "ReadAlias", &[Arg::Str("default".into())])?;
+            let collection = match r.first().and_then(Value::as_str) {
+                Some("/") | None => return Err("the Secret Service has no default keyring".into()),
+                Some(c) => c.to_string(),
+            };
+            let entry = |k: &str, v: Arg| Arg::Entry(Box::new(Arg::Str(k.into())), Box::new(Arg::Variant(Box::new(v))));
+            let attributes = [
+                ("application", SERVICE),
+                ("key", item.key.as_str()),
+                ("issuer", item.issuer.as_str()),
+                ("client", item.client.as_str()),
+            ];
+            let args = [
+                Arg::Array(
+                    "{sv}",
+                    vec![
+                        entry("org.freedesktop.Secret.Item.Label", Arg::Str(item.label.clone())),
+                        entry("org.freedesktop.Secret.Item.Attributes", Arg::string_dict(&attributes)),
+                    ],
+                ),
+                Arg::Struct(vec![
+                    Arg::Path(self.session.clone()),
+                    Arg::Bytes(Vec::new()),
+                    Arg::Bytes(secret.to_vec()),
+                    Arg::Str("application/json".into()),
+                ]),
+                Arg::Bool(true),
+            ];
+            const COLLECTION: &str = "org.freedesktop.Secret.Collection";
+            let r = match self.call(&collection, COLLECTION, "CreateItem", &args) {
+                Err(e) if e.contains("org.freedesktop.Secret.Error.IsLocked") => {
+                    self.unlock(vec![collection.clone()])?;
+                    self.call(&collection, COLLECTION, "CreateItem", &args)?
+                }
+                other => other?,
+            };
+            match r.get(1).and_then(Value::as_str) {
+                Some("/") | None => Ok(()),
+                Some(_) => Err("storing the item needs a password prompt".into()),
+            }
         }
     }
 
-    fn lookup(item: &Item) -> HashMap<&str, &str> {
-        HashMap::from([("application", SERVICE), ("key", item.key.as_str())])
-    }
-
-    async fn connect<'a>() -> Result<SecretService<'a>, Error> {
-        SecretService::connect(EncryptionType::Dh).await
+    fn ours(item: &Item) -> [(&str, &str); 2] {
+        [("application", SERVICE), ("key", item.key.as_str())]
     }
 
     pub fn get(item: &Item) -> Result<Option<Vec<u8>>, String> {
-        run(async {
-            let ss = connect().await?;
-            let found = ss.search_items(lookup(item)).await?;
-            let Some(i) = found.unlocked.first().or(found.locked.first()) else {
-                return Ok(None);
-            };
-            i.ensure_unlocked().await?;
-            Ok(Some(i.get_secret().await?))
-        })
+        let mut ss = SecretService::connect()?;
+        match ss.search(&ours(item))?.first() {
+            Some(path) => ss.secret(path).map(Some),
+            None => Ok(None),
+        }
     }
 
     pub fn set(item: &Item, secret: &[u8]) -> Result<(), String> {
-        run(async {
-            let ss = connect().await?;
-            let collection = ss.get_default_collection().await?;
-            collection.ensure_unlocked().await?;
-            let mut attributes = lookup(item);
-            attributes.insert("issuer", &item.issuer);
-            attributes.insert("client", &item.client);
-            collection
-                .create_item(&item.label, attributes, secret, true, "application/json")
-                .await?;
-            Ok(())
-        })
+        SecretService::connect()?.create(item, secret)
     }
 
     pub fn delete(item: &Item) -> Result<bool, String> {
-        run(async {
-            let ss = connect().await?;
-            let found = ss.search_items(lookup(item)).await?;
-            let mut any = false;
-            for i in found.unlocked.iter().chain(&found.locked) {
-                i.delete().await?;
-                any = true;
-            }
-            Ok(any)
-        })
+        let mut ss = SecretService::connect()?;
+        let found = ss.search(&ours(item))?;
+        for path in &found {
+            ss.delete(path)?;
+        }
+        Ok(!found.is_empty())
     }
 
     /// Every item of ours, whatever entry it belonged to.
     pub fn delete_all(_keys: Vec<String>) -> Result<usize, String> {
-        run(async {
-            let ss = connect().await?;
-            let found = ss.search_items(HashMap::from([("application", SERVICE)])).await?;
-            let mut n = 0;
-            for i in found.unlocked.iter().chain(&found.locked) {
-                i.delete().await?;
-                n += 1;
-            }
-            Ok(n)
-        })
+        let mut ss = SecretService::connect()?;
+        let found = ss.search(&[("application", SERVICE)])?;
+        for path in &found {
+            ss.delete(path)?;
+        }
+        Ok(found.len())
     }
 }
 

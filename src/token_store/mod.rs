@@ -6,6 +6,8 @@
 //! nothing is shared. A keychain that fails or does not answer in time hands its work to the
 //! file store for the rest of the process, with one warning that says why.
 
+#[cfg(target_os = "linux")]
+mod dbus;
 mod keychain;
 mod memory;
 
