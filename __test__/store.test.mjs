@@ -136,6 +136,19 @@ test('keychain: no Secret Service on the bus → the file, with one warning sayi
   assert.equal(fallbackWarnings(p.stderr()).length, 1, p.stderr());
 });
 
+test('keychain: a locked keyring (it would need a password prompt) → the file, one warning', KT, async (t) => {
+  const bus = await startSessionBus(t);
+  const locked = bus.lock();
+  assert.equal(locked.code, 0, locked.stderr);
+  const ctx = await setup(t);
+  const login = await runCli(ctx, ['login', '--no-banner', ...KEYCHAIN], { env: bus.env });
+  assert.equal(login.code, 0, login.stderr);
+  const warnings = fallbackWarnings(login.stderr);
+  assert.equal(warnings.length, 1, login.stderr);
+  assert.match(warnings[0], /locked/);
+  assert.ok(ctx.readCache().entry.tokens.refresh_token, 'the refresh token is in the file');
+});
+
 test('keychain: a bus that never answers → the file within the time limit, one warning', KT, async (t) => {
   const bus = await startSilentBus(t);
   const ctx = await setup(t);

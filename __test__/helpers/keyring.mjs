@@ -51,7 +51,7 @@ const BARE_CONFIG = (socket) => `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD
 /**
  * A private session bus, with an unlocked gnome-keyring on it (`keyring: true`) or nothing
  * (`keyring: false`). Stopped after the test `t`.
- * @returns {Promise<{ env: object, secretTool: (args: string[]) => { code: number, stdout: string, stderr: string } }>}
+ * @returns {Promise<{ env: object, lock: () => object, secretTool: (args: string[]) => { code: number, stdout: string, stderr: string } }>}
  */
 export async function startSessionBus(t, { keyring = true } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'authful-bus-'));
@@ -91,6 +91,13 @@ export async function startSessionBus(t, { keyring = true } = {}) {
   const env = { DBUS_SESSION_BUS_ADDRESS: address, XDG_RUNTIME_DIR: runtime };
   return {
     env,
+    /** Lock the login keyring: unlocking it again would need a password prompt. */
+    lock() {
+      const r = spawnSync('dbus-send', ['--session', '--print-reply', '--dest=org.freedesktop.secrets', '/org/freedesktop/secrets',
+        'org.freedesktop.Secret.Service.Lock', 'array:objpath:/org/freedesktop/secrets/collection/login'],
+      { env: { PATH: process.env.PATH, HOME: dir, ...env }, encoding: 'utf8', timeout: 10_000 });
+      return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+    },
     secretTool(toolArgs, input) {
       const r = spawnSync('secret-tool', toolArgs, { env: { PATH: process.env.PATH, HOME: dir, ...env }, input, encoding: 'utf8', timeout: 10_000 });
       return { code: r.status, stdout: r.stdout, stderr: r.stderr };
