@@ -189,7 +189,7 @@ impl HostConfig {
     pub fn to_text(&self) -> String {
         let body = match &self.command {
             Some(c) => c.clone(),
-            None => serde_json::to_string_pretty(&self.body).unwrap_or_default(),
+            None => format!("{:#}", self.body),
         };
         let mut t = format!("\n== {} ({}):\n{body}\n", self.host, self.place);
         if let Some(n) = &self.note {

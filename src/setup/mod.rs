@@ -13,7 +13,6 @@ use crate::bridge::{self, stdio, Conn};
 use crate::config::{Config, GrantKind};
 use crate::error::{Error, ExitCode};
 use crate::token_cache::{self, Tokens};
-use serde::Serialize;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::sync::Arc;
@@ -22,8 +21,7 @@ use std::time::Duration;
 /// A clock further off than this breaks ID token and JWT checks at the provider or the server.
 const MAX_SKEW: u64 = 60;
 
-#[derive(Serialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Status {
     Ok,
     Warn,
@@ -31,15 +29,24 @@ enum Status {
     Fail,
 }
 
-#[derive(Serialize)]
 struct Step {
     step: &'static str,
     status: Status,
     detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     fix: Option<String>,
-    #[serde(skip)]
     exit: ExitCode,
+}
+
+impl Step {
+    fn to_json(&self) -> Value {
+        let status = match self.status {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Skip => "skip",
+            Status::Fail => "fail",
+        };
+        json!({ "step": self.step, "status": status, "detail": self.detail, "fix": self.fix })
+    }
 }
 
 /// The steps so far; printed as they come in text mode.
@@ -127,7 +134,7 @@ pub async fn run(config: Config, json: bool, argv: Vec<String>) -> Result<ExitCo
         let report = json!({
             "ok": ready,
             "exitCode": code.code(),
-            "steps": walk.steps,
+            "steps": walk.steps.iter().map(Step::to_json).collect::<Vec<_>>(),
             "configurations": if ready { configs.iter().map(|c| c.to_json()).collect() } else { vec![] },
         });
         let _ = out.write_all(format!("{report:#}\n").as_bytes());
@@ -636,7 +643,8 @@ async fn mcp_exchange(
     http: &reqwest::Client,
 ) -> Result<String, String> {
     let url = config.backend_url.clone().expect("setup needs a backend");
-    let (line_tx, mut line_rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    // The bridge's output comes back on a channel of the type its input uses.
+    let (line_tx, mut line_rx) = tokio::sync::mpsc::channel::<stdio::Input>(64);
     let out = stdio::Out::spawn(
         Lines {
             buf: Vec::new(),
@@ -646,56 +654,58 @@ async fn mcp_exchange(
     );
     let conn = Arc::new(Conn::new(config, http.clone(), url, tm, out));
     let (input_tx, input_rx) = tokio::sync::mpsc::channel(8);
-    let bridge_config = config.clone();
-    let bridge = tokio::spawn(async move { bridge::run(&bridge_config, conn, input_rx).await });
-    request(
-        &input_tx,
-        "initialize",
-        1,
-        json!({
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": { "name": "authful-mcp-proxy-setup", "version": env!("CARGO_PKG_VERSION") }
-        }),
-    )
-    .await;
-    let init = answer(&mut line_rx, 1).await;
-    let result = match init {
-        Some(v) if v.get("result").is_some() => {
-            let _ = input_tx
-                .send(stdio::Input::Line(
-                    br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec(),
-                ))
-                .await;
-            request(&input_tx, "tools/list", 2, json!({})).await;
-            match answer(&mut line_rx, 2).await {
-                Some(t) if t.get("result").is_some() => {
-                    let tools = t["result"]["tools"].as_array().map(|a| a.len()).unwrap_or(0);
-                    let server = &v["result"]["serverInfo"];
-                    Ok(format!(
-                        "server `{}` {}, protocol {}; {tools} tool(s)",
-                        server["name"].as_str().unwrap_or("?"),
-                        server["version"].as_str().unwrap_or(""),
-                        v["result"]["protocolVersion"].as_str().unwrap_or("?")
+    let driver = async move {
+        request(
+            &input_tx,
+            "initialize",
+            1,
+            json!({
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": { "name": "authful-mcp-proxy-setup", "version": env!("CARGO_PKG_VERSION") }
+            }),
+        )
+        .await;
+        let result = match answer(&mut line_rx, 1).await {
+            Some(v) if v.get("result").is_some() => {
+                let _ = input_tx
+                    .send(stdio::Input::Line(
+                        br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec(),
                     ))
+                    .await;
+                request(&input_tx, "tools/list", 2, json!({})).await;
+                match answer(&mut line_rx, 2).await {
+                    Some(t) if t.get("result").is_some() => {
+                        let tools = t["result"]["tools"].as_array().map(|a| a.len()).unwrap_or(0);
+                        let server = &v["result"]["serverInfo"];
+                        Ok(format!(
+                            "server `{}` {}, protocol {}; {tools} tool(s)",
+                            server["name"].as_str().unwrap_or("?"),
+                            server["version"].as_str().unwrap_or(""),
+                            v["result"]["protocolVersion"].as_str().unwrap_or("?")
+                        ))
+                    }
+                    Some(t) => Err(format!(
+                        "tools/list failed: {}",
+                        t["error"]["message"].as_str().unwrap_or("?")
+                    )),
+                    None => Err("no answer to tools/list within 60s".into()),
                 }
-                Some(t) => Err(format!(
-                    "tools/list failed: {}",
-                    t["error"]["message"].as_str().unwrap_or("?")
-                )),
-                None => Err("no answer to tools/list within 60s".into()),
             }
-        }
-        Some(v) => Err(format!(
-            "initialize failed: {}",
-            v["error"]["message"].as_str().unwrap_or("?")
-        )),
-        None => Err("no answer to initialize within 60s".into()),
+            Some(v) => Err(format!(
+                "initialize failed: {}",
+                v["error"]["message"].as_str().unwrap_or("?")
+            )),
+            None => Err("no answer to initialize within 60s".into()),
+        };
+        let _ = input_tx.send(stdio::Input::Eof).await;
+        result
     };
-    let _ = input_tx.send(stdio::Input::Eof).await;
-    drop(input_tx);
-    let _ = tokio::time::timeout(Duration::from_secs(10), bridge).await;
-    result
+    // Both in this task: the bridge ends at the `Eof` the driver sends last.
+    let both = async { tokio::join!(bridge::run(config, conn, input_rx), driver).1 };
+    tokio::time::timeout(Duration::from_secs(150), both)
+        .await
+        .unwrap_or_else(|_| Err("the MCP exchange did not finish within 150s".into()))
 }
 
 async fn request(tx: &tokio::sync::mpsc::Sender<stdio::Input>, method: &str, id: i64, params: Value) {
@@ -704,11 +714,13 @@ async fn request(tx: &tokio::sync::mpsc::Sender<stdio::Input>, method: &str, id:
 }
 
 /// The bridge's answer to request `id` (other lines are skipped), within a minute.
-async fn answer(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Value>, id: i64) -> Option<Value> {
+async fn answer(rx: &mut tokio::sync::mpsc::Receiver<stdio::Input>, id: i64) -> Option<Value> {
     tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(v) = rx.recv().await {
-            if v["id"] == id {
-                return Some(v);
+        while let Some(input) = rx.recv().await {
+            let stdio::Input::Line(line) = input else { continue };
+            match serde_json::from_slice::<Value>(&line) {
+                Ok(v) if v["id"] == id => return Some(v),
+                _ => continue,
             }
         }
         None
@@ -718,20 +730,20 @@ async fn answer(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Value>, id: i64) -
     .flatten()
 }
 
-/// The writer behind the in-process bridge: complete lines, parsed, to a channel.
+/// The writer behind the in-process bridge: complete lines, to a channel.
 struct Lines {
     buf: Vec<u8>,
-    tx: tokio::sync::mpsc::UnboundedSender<Value>,
+    tx: tokio::sync::mpsc::Sender<stdio::Input>,
 }
 
 impl Write for Lines {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
         self.buf.extend_from_slice(b);
         while let Some(nl) = self.buf.iter().position(|c| *c == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=nl).collect();
-            if let Ok(v) = serde_json::from_slice::<Value>(&line) {
-                let _ = self.tx.send(v);
-            }
+            let mut line: Vec<u8> = self.buf.drain(..=nl).collect();
+            line.pop();
+            // The writer thread is not a runtime thread: blocking here is allowed.
+            let _ = self.tx.blocking_send(stdio::Input::Line(line));
         }
         Ok(b.len())
     }

@@ -40,18 +40,24 @@ impl Item {
 
     pub fn get(&self) -> Result<Option<Vec<u8>>, String> {
         let me = self.clone();
-        limited(move || os::get(&me))
+        match limited(Box::new(move || os::get(&me).map(Outcome::Secret)))? {
+            Outcome::Secret(s) => Ok(s),
+            _ => Ok(None),
+        }
     }
 
     pub fn set(&self, secret: &[u8]) -> Result<(), String> {
         let (me, secret) = (self.clone(), secret.to_vec());
-        limited(move || os::set(&me, &secret))
+        limited(Box::new(move || os::set(&me, &secret).map(|()| Outcome::Count(1)))).map(|_| ())
     }
 
     /// True if there was an item.
     pub fn delete(&self) -> Result<bool, String> {
         let me = self.clone();
-        limited(move || os::delete(&me))
+        let found = limited(Box::new(move || {
+            os::delete(&me).map(|f| Outcome::Count(usize::from(f)))
+        }))?;
+        Ok(matches!(found, Outcome::Count(n) if n > 0))
     }
 }
 
@@ -68,12 +74,24 @@ pub fn delete_all(dir: &Path) -> Result<usize, String> {
                 .collect()
         })
         .unwrap_or_default();
-    limited(move || os::delete_all(keys))
+    match limited(Box::new(move || os::delete_all(keys).map(Outcome::Count)))? {
+        Outcome::Count(n) => Ok(n),
+        _ => Ok(0),
+    }
 }
+
+/// What a keychain call gives back (one type, so that the thread and channel code below exist
+/// once in the addon rather than once per call).
+enum Outcome {
+    Secret(Option<Vec<u8>>),
+    Count(usize),
+}
+
+type Call = Box<dyn FnOnce() -> Result<Outcome, String> + Send>;
 
 /// Run `f` on a thread of its own; give up after [`LIMIT`] (the thread is left to finish or
 /// to end with the process).
-fn limited<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
+fn limited(f: Call) -> Result<Outcome, String> {
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("keychain".into())
