@@ -154,19 +154,17 @@ pub async fn run(config: Config, json: bool, argv: Vec<String>) -> Result<ExitCo
 /// The steps in order. False if the walk stopped early (a later step cannot run).
 async fn steps(config: &Config, walk: &mut Walk) -> bool {
     let backend = config.backend_url.clone().expect("setup needs a backend");
-    let Ok(backend_http) = crate::http::backend_client(config) else {
-        walk.fail(
-            "backend reachable",
-            "cannot set up the HTTP client".into(),
-            "check `--ca-file`".into(),
-            ExitCode::Usage,
-        );
-        return false;
+    let backend_http = match crate::http::backend_client(config) {
+        Ok(h) => h,
+        Err(e) => {
+            walk.fail("backend reachable", e.to_string(), hint_of(&e), e.exit_code());
+            return false;
+        }
     };
     let auth_http = match crate::http::auth_client_factory(config) {
         Ok(make) => make(),
         Err(e) => {
-            walk.fail("backend reachable", e.to_string(), hint_of(&e), ExitCode::Usage);
+            walk.fail("backend reachable", e.to_string(), hint_of(&e), e.exit_code());
             return false;
         }
     };
@@ -537,8 +535,8 @@ async fn redirect_step(
         .get(reqwest::header::LOCATION)
         .and_then(|l| l.to_str().ok())
         .and_then(|l| endpoint.join(l).ok());
-    // Sent back to our redirect URI with an error: the client or its request is refused.
-    if let Some(loc) = location.as_ref().filter(|l| l.as_str().starts_with(redirect)) {
+    // Sent back to our redirect URI (or to the provider's own error page) with an error.
+    if let Some(loc) = &location {
         let get = |k: &str| loc.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned());
         if let Some(error) = get("error") {
             let description = get("error_description").unwrap_or_default();
@@ -551,11 +549,19 @@ async fn redirect_step(
             return false;
         }
     }
-    if status.is_redirection() || status.is_success() {
+    if status.is_redirection() {
         walk.ok(step, format!("client `{client_id}` may log in with {redirect}"));
         return true;
     }
     let body = resp.text().await.unwrap_or_default().to_ascii_lowercase();
+    // Some providers show their refusal on a page served with 200 (Entra ID's AADSTS50011).
+    let refused_page = body.contains("redirect_uri_mismatch")
+        || body.contains("aadsts50011")
+        || (body.contains("redirect") && body.contains("does not match"));
+    if status.is_success() && !refused_page {
+        walk.ok(step, format!("client `{client_id}` may log in with {redirect}"));
+        return true;
+    }
     let (detail, fix) = if body.contains("redirect") {
         (
             format!("the provider does not accept the redirect URI {redirect} for client `{client_id}` (HTTP {})", status.as_u16()),

@@ -20,8 +20,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-pub use keychain::LIMIT as KEYCHAIN_TIME_LIMIT;
-
 /// What the keychain item holds: what cannot be got again without a new login.
 #[derive(Default, Serialize, Deserialize)]
 struct KeptSecrets {
