@@ -24,6 +24,8 @@ export declare function apiRejectToken(argv: Array<string>, token: string): Prom
 
 export declare function apiStatus(argv: Array<string>): Promise<string>
 
+export declare function apiStepUp(argv: Array<string>, token: string, scopes: Array<string>): Promise<string>
+
 /** Run the command line `argv` (without `node` and the script); resolves with the exit code. */
 export declare function run(argv: Array<string>): Promise<number>
 

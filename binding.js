@@ -840,5 +840,6 @@ module.exports.apiLogin = nativeBinding.apiLogin
 module.exports.apiLogout = nativeBinding.apiLogout
 module.exports.apiRejectToken = nativeBinding.apiRejectToken
 module.exports.apiStatus = nativeBinding.apiStatus
+module.exports.apiStepUp = nativeBinding.apiStepUp
 module.exports.run = nativeBinding.run
 module.exports.shutdown = nativeBinding.shutdown

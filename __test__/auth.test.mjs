@@ -413,28 +413,33 @@ test('subcommands: login, status --json, token, logout, status → 4', T, async 
   assert.equal((await ctx.opened()).length, 1, 'status/token/logout never open a browser');
 });
 
-test('missing OIDC_ISSUER_URL (and a server that names no authorization server): exit 2 naming OIDC_ISSUER_URL and --oidc-issuer-url', T, async (t) => {
+test('missing OIDC_ISSUER_URL and a server that is not there: `login` exits 2 naming OIDC_ISSUER_URL; the proxy answers initialize with the reason', T, async (t) => {
   const ctx = await setup(t);
   const env = { ...ctx.env };
   delete env.OIDC_ISSUER_URL;
-  // Without an issuer the proxy asks the MCP server (RFC 9728); this one is not there.
+  // Without an issuer, `login` asks the MCP server (RFC 9728); this one is not there.
   const nowhere = `http://127.0.0.1:${await freePort()}/mcp`;
-  for (const args of [['--no-banner', nowhere], ['login']]) {
-    const r = await new Promise((resolve, reject) => {
-      // Proxy mode must fail before reading stdin; keep stdin open to prove it.
-      const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => { stdout += d; });
-      child.stderr.on('data', (d) => { stderr += d; });
-      const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`hung: ${args.join(' ')}\n${stderr}`)); }, 15_000);
-      child.on('exit', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
-    });
-    assert.equal(r.code, 2, `${args.join(' ')}: exit code\n${r.stderr}`);
-    assert.match(r.stderr, /OIDC_ISSUER_URL/, r.stderr);
-    assert.match(r.stderr, /--oidc-issuer-url/, r.stderr);
-    assert.equal(r.stdout, '', 'nothing on stdout');
-  }
+  const r = await new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, 'login', nowhere], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`hung: login\n${stderr}`)); }, 15_000);
+    child.on('exit', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+  });
+  assert.equal(r.code, 2, `login: exit code\n${r.stderr}`);
+  assert.match(r.stderr, /OIDC_ISSUER_URL/, r.stderr);
+  assert.match(r.stderr, /--oidc-issuer-url/, r.stderr);
+  assert.equal(r.stdout, '', 'nothing on stdout');
+  // The proxy waits for the server's first 401 before it looks for a login: a server that is
+  // not there is a JSON-RPC error for the request, and the proxy goes on.
+  const p = spawnRaw(ctx, { env: { OIDC_ISSUER_URL: '' }, backendUrl: nowhere });
+  const reply = await p.initialize(15_000);
+  assert.ok(reply.error, JSON.stringify(reply));
+  assert.match(reply.error.message, /cannot reach the MCP server/, reply.error.message);
+  assert.equal(p.child.exitCode, null, 'the proxy is still running');
+  await p.close();
   assert.equal(ctx.rig.idp.stats.authorizationRequests, 0);
 });
 

@@ -19,6 +19,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { killStrayBrowsers, waitFor } from './helpers/rig.mjs';
 import { completeDeviceLogin, parseDevicePrompt } from './helpers/device.mjs';
 import { completeLogin } from './helpers/browser.mjs';
+import { startIdp } from '../examples/idp.mjs';
 import {
   AUTH_ERROR, CLI, setup as baseSetup, startProxy, connectProxy, whoami, callJson, spawnRaw, runCli,
   waitPastExpiry, within, sleep, freePort,
@@ -211,6 +212,64 @@ test('headless, but the client may not use a device code: the login URL is print
   assert.equal((await whoami(p.client)).client_id, 'demo-client');
   assert.equal(idp.stats.codeExchanges, 1);
   assert.equal(idp.stats.deviceCodeExchanges, 0);
+});
+
+test('a plain OAuth 2.1 authorization server (RFC 8414, no jwks_uri, no openid): login without OpenID, no keys fetched', T, async (t) => {
+  const ctx = await setup(t, { ...DISCOVERY, idp: { plainOAuth: true } });
+  const { idp } = ctx.rig;
+  const p = await connectProxy(ctx, { args: ctx.redirectArgs });
+  const who = await whoami(p.client);
+  assert.equal(who.sub, 'alice');
+  assert.equal(who.aud, ctx.rig.backendUrl);
+  const mine = idp.requests.filter((r) => String(r.ua).startsWith('authful-mcp-proxy/'));
+  const meta = mine.filter((r) => r.path.startsWith('/.well-known/'));
+  assert.deepEqual(meta.map((r) => r.path), ['/.well-known/oauth-authorization-server'], 'RFC 8414 metadata only');
+  assert.deepEqual(mine.filter((r) => r.path === '/jwks'), [], 'no keys fetched: no ID token to verify');
+  const opened = await ctx.opened();
+  assert.equal(opened.length, 1);
+  const scope = scopesOf(new URL(opened[0].url).searchParams.get('scope'));
+  assert.ok(!scope.has('openid'), `no openid asked of a plain OAuth server: ${[...scope]}`);
+  assert.ok(scope.has('mcp:tools'), `the server's scopes: ${[...scope]}`);
+  assert.ok(scope.has('offline_access'), `offline_access, which the server lists: ${[...scope]}`);
+  assert.ok(ctx.readCache().entry.tokens.refresh_token, 'a refresh token came back');
+});
+
+test('a server that needs no login, no OIDC_ISSUER_URL: bridged without a token, one notice, no login', T, async (t) => {
+  const ctx = await setup(t, { ...DISCOVERY, auth: 'none' });
+  const p = startProxy(ctx, { args: ctx.redirectArgs });
+  await p.connected;
+  const tools = await p.client.listTools();
+  assert.ok(tools.tools.length > 0, 'tools listed');
+  const who = await callJson(p.client, 'whoami');
+  assert.deepEqual(who, { anonymous: true }, 'no token was sent');
+  assert.equal(ctx.rig.idp.requests.length, 0, 'the IdP was never contacted');
+  assert.ok(!ctx.rig.backend.log.some((e) => e.kind === 'http' && e.path?.startsWith('/.well-known/')), 'no discovery');
+  assert.equal((await ctx.opened()).length, 0, 'no browser');
+  assert.equal(p.stderr().match(/no login configured/g)?.length, 1, `one notice:\n${p.stderr()}`);
+  assert.deepEqual(ctx.cacheFiles(), [], 'nothing cached');
+});
+
+test('the authorization server moves: a 401 naming another one leads to a login there, and the old one gets no refresh token', T, async (t) => {
+  let current; // the issuer the backend trusts and names in its metadata
+  const ctx = await setup(t, { ...DISCOVERY, backend: { issuer: () => current } });
+  const a = ctx.rig.idp;
+  current = a.issuer;
+  const p = await connectProxy(ctx, { args: ctx.redirectArgs });
+  assert.equal((await whoami(p.client)).iss, a.issuer);
+
+  const b = await startIdp({ resource: ctx.rig.backendUrl });
+  ctx.defer(() => b.close());
+  current = b.issuer;
+  const aBefore = a.requests.length;
+  const who = await whoami(p.client);
+  assert.equal(who.iss, b.issuer, 'logged in at the new authorization server');
+  assert.equal(who.sub, 'alice');
+  assert.deepEqual(a.requests.slice(aBefore).filter((r) => r.path === '/token'), [], 'nothing sent to the old token endpoint');
+  assert.equal(b.stats.registrations, 1, 'registered anew at the new server');
+  assert.equal((await ctx.opened()).length, 2, 'one login at each server');
+  const d = ctx.readCache().entry.discovered;
+  assert.equal(d.issuer, b.issuer, 'the cached login is the new server\'s');
+  assert.match(p.stderr(), /authorization server moved/);
 });
 
 test('headless with discovery and a dynamically registered client: the device flow works', T, async (t) => {
@@ -448,14 +507,18 @@ test('resource: with an issuer configured, none by default; --resource <url> is 
 
 // ---- 10: nothing to discover -----------------------------------------------------------------
 
-test('a backend that names no authorization server, no OIDC_ISSUER_URL: exit 2 with the hint', T, async (t) => {
+test('a backend that names no authorization server, no OIDC_ISSUER_URL: initialize gets the reason and the hint, no browser', T, async (t) => {
   const ctx = await setup(t, { ...DISCOVERY, backend: { protectedResourceMetadata: false } });
-  const r = await runCli(ctx, ['--no-banner', ...ctx.redirectArgs, ctx.rig.backendUrl], { timeoutMs: 15_000 });
-  assert.equal(r.code, 2, `exit code\n${r.stderr}`);
-  assert.match(r.stderr, /OIDC_ISSUER_URL/, r.stderr);
-  assert.ok(r.stderr.includes(ctx.rig.backendUrl), `names the backend:\n${r.stderr}`);
-  assert.equal(r.stdout, '', 'nothing on stdout');
-  assert.ok(ctx.rig.backend.log.some((e) => e.kind === 'http' && e.method === 'POST' && e.status === 401), 'the backend was probed');
+  // No protected resource metadata, no authorization server metadata at its origin and no
+  // `/authorize` there (the MCP 2025-03-26 fallbacks): nowhere to log in.
+  const p = spawnRaw(ctx, { args: ctx.redirectArgs });
+  const reply = await p.initialize(15_000);
+  assert.ok(reply.error, JSON.stringify(reply));
+  assert.match(reply.error.message, /names no authorization server/, reply.error.message);
+  assert.match(reply.error.message, /OIDC_ISSUER_URL/, reply.error.message);
+  assert.equal(p.child.exitCode, null, 'the proxy is still running');
+  await p.close();
+  assert.ok(ctx.rig.backend.log.some((e) => e.kind === 'http' && e.method === 'POST' && e.status === 401), 'the backend was asked');
   assert.equal(ctx.rig.idp.requests.length, 0, 'the IdP was never contacted');
   assert.equal((await ctx.opened()).length, 0);
 });

@@ -479,7 +479,7 @@ function targets(med) {
     add('instant', 'call p50 ≤ 1.0 ms', p.p50, p.p50 <= 1.0, `${fmt(p.p50, 3)} ms`);
     if (I.direct) {
       const bound = Number.isFinite(I.rtt) && I.floor ? ` (floor + bare HTTP round trip: ${fmtRatio(ratio(I.floor.p50 + I.rtt, I.direct.p50))})` : '';
-      add('instant', 'call p50 < 0.4× direct', ratio(p.p50, I.direct.p50), ratio(p.p50, I.direct.p50) < 0.4, `${fmtRatio(ratio(p.p50, I.direct.p50))}${bound}`);
+      add('instant', 'call p50 ≤ 0.5× direct', ratio(p.p50, I.direct.p50), ratio(p.p50, I.direct.p50) <= 0.5, `${fmtRatio(ratio(p.p50, I.direct.p50))}${bound}`);
     }
     if (I.floor) add('instant', 'call p50 within 0.7 ms of the floor', p.p50 - I.floor.p50, p.p50 - I.floor.p50 <= 0.7, `+${fmt(p.p50 - I.floor.p50, 3)} ms`);
     if (I.direct) add('instant', 'throughput ≥ 2× direct', ratio(p.tput, I.direct.tput), ratio(p.tput, I.direct.tput) >= 2, fmtRatio(ratio(p.tput, I.direct.tput)));

@@ -284,10 +284,12 @@ export async function startBackend(opts = {}) {
       return text(`scheduled ${count} notifications`);
     });
 
-    server.registerTool('burst', { description: 'Send count logging messages tied to this request, then return', inputSchema: { count: z.number() } },
-      async ({ count }, extra) => {
+    server.registerTool('burst', {
+      description: 'Send count logging messages tied to this request (each padded with `pad` bytes), then return',
+      inputSchema: { count: z.number(), pad: z.number().optional() },
+    }, async ({ count, pad = 0 }, extra) => {
         for (let i = 1; i <= count; i += 1) {
-          await notify(extra, { method: 'notifications/message', params: { level: 'info', logger: 'burst', data: `burst ${i}/${count}` } });
+          await notify(extra, { method: 'notifications/message', params: { level: 'info', logger: 'burst', data: `burst ${i}/${count}${'x'.repeat(pad)}` } });
         }
         return text(`sent ${count}`);
       });

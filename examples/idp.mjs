@@ -11,8 +11,8 @@
 
 import http from 'node:http';
 import { pathToFileURL } from 'node:url';
-import { randomBytes } from 'node:crypto';
-import { generateKeyPair, exportJWK } from 'jose';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { generateKeyPair, exportJWK, importJWK, SignJWT, jwtVerify, createLocalJWKSet } from 'jose';
 
 export const DEFAULT_SCOPE = 'openid profile email';
 const RESOURCE_SCOPE = 'openid profile email offline_access mcp:tools';
@@ -86,7 +86,22 @@ export function defaultClients() {
  *                                              parameter(s) sent, if any)
  * @param {string[]} [opts.extraResourceScopes=[]]  test knob: more scopes the backend (resource
  *                                              server) grants, e.g. ['mcp:admin'] for step-up
+ * @param {boolean} [opts.plainOAuth=false]   serve `/.well-known/oauth-authorization-server` as
+ *                                              a plain OAuth 2.1 server would (RFC 8414: no
+ *                                              `jwks_uri`, no OpenID fields, no `openid` scope)
  * @param {number} [opts.deviceCodeTtl=600]     seconds a device code (RFC 8628) stays valid
+ * @param {object} [opts.crossApp]              test knob: enterprise-managed authorization
+ *                                              (SEP-990) with this provider as both the company
+ *                                              IdP and the MCP server's authorization server:
+ *                                              the token-exchange grant (ID token -> ID-JAG for
+ *                                              `crossApp.mcpClientId`) and the jwt-bearer grant
+ *                                              (ID-JAG -> JWT access token for its resource);
+ *                                              counted in stats.tokenExchanges/jwtBearerGrants
+ *
+ * Test knob: `idp.failTokenRequests(...failures)` makes the next token-endpoint requests fail,
+ * one failure each, before oidc-provider sees them: `{ status = 400, error, description,
+ * body, retryAfter, contentType }` (`error` gives an OAuth JSON error body; `body` a raw one,
+ * e.g. an HTML error page). `idp.stats.injectedFailures` counts those served.
  *
  * Every request is also counted in `idp.requests` ({ method, path, query, time }; no bodies)
  * and `idp.stats` has registrations, discoveryRequests, deviceAuthorizations and
@@ -105,6 +120,7 @@ export async function startIdp(opts = {}) {
     recordTokenRequests = false,
     extraResourceScopes = [],
     deviceCodeTtl = 600,
+    crossApp,
   } = opts;
   const resourceScope = [RESOURCE_SCOPE, ...extraResourceScopes].join(' ');
 
@@ -190,8 +206,9 @@ export async function startIdp(opts = {}) {
   try {
     // Imported lazily so the "Unsupported runtime" (Node 20) warning printed at import
     // time can be silenced too.
-    const { default: Provider } = await import('oidc-provider');
+    const { default: Provider, errors } = await import('oidc-provider');
     provider = new Provider(issuer, configuration);
+    if (crossApp) await enableCrossApp(provider, errors, { issuer, jwk, accessTokenTtl, crossApp, count: (k) => { stats[k] += 1; } });
   } finally {
     restoreWarn();
   }
@@ -217,7 +234,11 @@ export async function startIdp(opts = {}) {
     discoveryRequests: 0, // every GET of a /.well-known/* document (and of the JWKS)
     deviceAuthorizations: 0, // every hit on the device authorization endpoint
     deviceCodeExchanges: 0, // successful device_code grants
+    tokenExchanges: 0, // ID-JAGs issued (crossApp)
+    jwtBearerGrants: 0, // access tokens issued for an ID-JAG (crossApp)
+    injectedFailures: 0, // token-endpoint requests failed on purpose (failTokenRequests)
   };
+  const failures = []; // queued by failTokenRequests()
   const requests = []; // { method, path, query, time } of every request, no bodies
   const tokenRequests = []; // only filled with recordTokenRequests
   const grantIds = new Set();
@@ -248,15 +269,40 @@ export async function startIdp(opts = {}) {
   provider.on('server_error', (_ctx, err) => console.error('[idp] server_error', err));
 
   provider.use(async (ctx, next) => {
-    requests.push({ method: ctx.method, path: ctx.path, query: { ...ctx.query }, time: Date.now() });
+    requests.push({ method: ctx.method, path: ctx.path, query: { ...ctx.query }, time: Date.now(), ua: ctx.get('user-agent') });
     if (ctx.path.startsWith('/.well-known/') || ctx.path === '/jwks') stats.discoveryRequests += 1;
     if (ctx.path === '/device/auth') stats.deviceAuthorizations += 1;
-    // RFC 8414 metadata: same document as OIDC discovery.
+    // RFC 8414 metadata: same document as OIDC discovery (less the OpenID parts for a plain
+    // OAuth 2.1 server).
     if (ctx.path === '/.well-known/oauth-authorization-server') {
       ctx.path = '/.well-known/openid-configuration';
+      if (opts.plainOAuth) {
+        await next();
+        const doc = { ...ctx.body };
+        for (const k of Object.keys(doc)) {
+          if (/^(jwks_uri|id_token_|userinfo_|subject_types|claims?_|request_object_|end_session|check_session|frontchannel|backchannel)/.test(k)) delete doc[k];
+        }
+        doc.scopes_supported = (doc.scopes_supported ?? []).filter((x) => x !== 'openid');
+        ctx.body = doc;
+        return;
+      }
     }
     if (ctx.path === '/token') {
       stats.tokenEndpointRequests += 1;
+      const f = failures.shift();
+      if (f) {
+        stats.injectedFailures += 1;
+        ctx.status = f.status ?? 400;
+        if (f.retryAfter !== undefined) ctx.set('Retry-After', String(f.retryAfter));
+        if (f.body !== undefined) {
+          ctx.type = f.contentType ?? 'text/html';
+          ctx.body = f.body;
+        } else {
+          ctx.type = 'application/json';
+          ctx.body = JSON.stringify({ error: f.error ?? 'server_error', ...(f.description && { error_description: f.description }) });
+        }
+        return;
+      }
       if (recordTokenRequests) {
         await next();
         const p = ctx.oidc?.params ?? {};
@@ -275,6 +321,11 @@ export async function startIdp(opts = {}) {
   });
 
   server.on('request', provider.callback());
+
+  /** Fail the next token-endpoint requests on purpose, one failure each (see startIdp). */
+  function failTokenRequests(...list) {
+    failures.push(...list);
+  }
 
   /** Revoke every grant (and so every refresh token) issued so far. */
   async function revokeAllGrants() {
@@ -313,7 +364,44 @@ export async function startIdp(opts = {}) {
     });
   }
 
-  return { issuer, port: actualPort, provider, server, stats, tokenRequests, requests, revokeAllGrants, close, pause, resume, resource };
+  return { issuer, port: actualPort, provider, server, stats, tokenRequests, requests, revokeAllGrants, failTokenRequests, close, pause, resume, resource };
+}
+
+/**
+ * SEP-990 on oidc-provider, for tests: RFC 8693 token exchange of an ID token issued here
+ * for an ID-JAG (typ `oauth-id-jag+jwt`), and the RFC 7523 jwt-bearer grant of an ID-JAG for
+ * a JWT access token (audience: the ID-JAG's resource). Both signed with the provider's key.
+ */
+async function enableCrossApp(provider, errors, { issuer, jwk, accessTokenTtl, crossApp, count }) {
+  const signer = await importJWK(jwk, 'RS256');
+  const { d, p, q, dp, dq, qi, ...pub } = jwk;
+  const ownKeys = createLocalJWKSet({ keys: [pub] });
+  const sign = (claims, typ, aud, ttl) => new SignJWT(claims)
+    .setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ })
+    .setIssuer(issuer).setAudience(aud).setIssuedAt().setExpirationTime(`${ttl}s`).setJti(randomUUID())
+    .sign(signer);
+  const verify = async (jwt, opts) => {
+    try { return (await jwtVerify(jwt, ownKeys, { issuer, ...opts })).payload; } catch (e) { throw new errors.InvalidGrant(e.message); }
+  };
+  provider.registerGrantType('urn:ietf:params:oauth:grant-type:token-exchange', async (ctx) => {
+    const prm = ctx.oidc.params;
+    if (prm.subject_token_type !== 'urn:ietf:params:oauth:token-type:id_token') throw new errors.InvalidRequest('subject_token_type must be id_token');
+    if (prm.requested_token_type !== 'urn:ietf:params:oauth:token-type:id-jag') throw new errors.InvalidRequest('requested_token_type must be id-jag');
+    if (!prm.audience || !prm.resource) throw new errors.InvalidRequest('audience and resource are required');
+    const idToken = await verify(prm.subject_token, { audience: ctx.oidc.client.clientId });
+    const jag = await sign({ sub: idToken.sub, client_id: crossApp.mcpClientId, resource: prm.resource, ...(prm.scope && { scope: prm.scope }) },
+      'oauth-id-jag+jwt', prm.audience, 300);
+    count('tokenExchanges');
+    ctx.body = { access_token: jag, issued_token_type: 'urn:ietf:params:oauth:token-type:id-jag', token_type: 'N_A', expires_in: 300 };
+  }, ['subject_token', 'subject_token_type', 'requested_token_type', 'audience', 'resource', 'scope']);
+  provider.registerGrantType('urn:ietf:params:oauth:grant-type:jwt-bearer', async (ctx) => {
+    const jag = await verify(ctx.oidc.params.assertion, { audience: issuer, typ: 'oauth-id-jag+jwt' });
+    if (jag.client_id !== ctx.oidc.client.clientId) throw new errors.InvalidGrant('the ID-JAG is for another client');
+    const scope = jag.scope ?? 'mcp:tools';
+    const at = await sign({ sub: jag.sub, client_id: jag.client_id, scope }, 'at+jwt', jag.resource, accessTokenTtl);
+    count('jwtBearerGrants');
+    ctx.body = { access_token: at, token_type: 'Bearer', expires_in: accessTokenTtl, scope };
+  }, ['assertion', 'scope']);
 }
 
 // oidc-provider prints loud "attention" warnings for devInteractions/dev keys; hide them.

@@ -1,7 +1,7 @@
 //! The library API behind the JS functions (`getAccessToken`, `login`, `logout`, `status`,
 //! `createAuthFetch`). Options arrive as argv so they get the CLI's parser and validation.
 //! Token managers are kept per configuration, so a 401 reported by `createAuthFetch` is
-//! seen by the next `getAccessToken`.
+//! seen by the next `getAccessToken`, and a step-up (403 `insufficient_scope`) too.
 
 use crate::auth::TokenManager;
 use crate::cli::{self, Invocation};
@@ -45,6 +45,12 @@ pub async fn access_token(argv: Vec<String>) -> Result<String, Error> {
 pub async fn reject_token(argv: Vec<String>, token: String) -> Result<(), Error> {
     manager(&argv)?.rejected(&Secret::new(token)).await;
     Ok(())
+}
+
+/// The server answered 403 `insufficient_scope` naming `scopes` to `token`: true when a new
+/// login with more scopes is due (the next `access_token` does it), as in the proxy.
+pub async fn step_up(argv: Vec<String>, token: String, scopes: Vec<String>) -> Result<bool, Error> {
+    Ok(manager(&argv)?.step_up(&Secret::new(token), &scopes).await)
 }
 
 /// Log in (or refresh) and return the status.

@@ -7,6 +7,7 @@ use crate::cli::{self, Invocation};
 use crate::config::Config;
 use crate::error::{Error, ExitCode};
 use crate::token_cache;
+use crate::token_source::{NoToken, TokenSource};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -84,23 +85,22 @@ async fn proxy(config: Config) -> Result<ExitCode, Error> {
     crate::log::init(config.log);
     let url = config.backend_url.clone().expect("validated: proxy needs a backend");
     let http = crate::http::backend_client(&config)?;
-    let auth = match &config.auth {
-        Some(_) => Some(token_manager(&config, true)?),
-        None => None,
+    // Without an issuer the login starts when the server first says 401 (and names where).
+    let auth: Arc<dyn TokenSource> = match &config.auth {
+        Some(_) => token_manager(&config, true)?,
+        None => Arc::new(NoToken),
     };
-    if let Some(tm) = &auth {
-        // No issuer configured: the server must name one (cached after the first run).
-        tm.ensure_discoverable().await?;
-    }
     if config.banner {
         let login = match &config.auth {
-            Some(a) => format!("OIDC login with `{}` at {}", a.client_label(), a.issuer_label()),
+            Some(a) if a.issuer.is_some() => format!("OIDC login with `{}` at {}", a.client_label(), a.issuer_label()),
+            Some(_) => "a login where the server asks for one".into(),
             None => "static headers, no login".into(),
         };
         tracing::info!("authful-mcp-proxy {} → {} ({login})", env!("CARGO_PKG_VERSION"), url);
     }
     stdio::make_blocking();
     let out = stdio::Out::stdout(crate::shutdown::trigger);
+    out.set_max_output(config.max_output_bytes);
     let conn = Arc::new(Conn::new(&config, http, url, auth, out));
     // The bridge runs on a runtime of its own with one thread: its tasks hand messages to
     // each other all the time, and on one thread that costs no cross-thread wake-ups.

@@ -50,12 +50,38 @@ Login:
                                     can be opened [env: MCP_PROXY_DEVICE_CODE]
       --client-credentials          Use the client credentials grant (needs a client secret): no
                                     user, no browser [env: MCP_PROXY_CLIENT_CREDENTIALS]
+      --client-private-key <FILE>   Authenticate the client with a signed JWT (RFC 7523
+                                    `private_key_jwt`) instead of a secret: its PEM private key
+                                    (PKCS#8 RSA, EC P-256/P-384 or Ed25519; or PKCS#1 RSA), for
+                                    the code, refresh and client credentials grants
+                                    [env: MCP_PROXY_CLIENT_PRIVATE_KEY]
+      --client-key-id <KID>         Key ID registered for that key
+                                    [env: MCP_PROXY_CLIENT_KEY_ID] [default: its RFC 7638 JWK
+                                    thumbprint]
+      --client-metadata-url <URL>   HTTPS URL of this proxy's client ID metadata document
+                                    (SEP-991), used as the client ID when no client ID is set and
+                                    the authorization server supports it; else the proxy
+                                    registers itself [env: MCP_PROXY_CLIENT_METADATA_URL]
       --resource <URL>              RFC 8707 resource to ask tokens for [env: MCP_PROXY_RESOURCE]
                                     [default: the backend URL when the authorization server was
                                     discovered from it; none otherwise]
       --no-resource                 Never send the `resource` parameter
       --authorize-param <KEY=VALUE> Extra authorization request parameter (repeatable), e.g.
                                     `audience=...` or `prompt=consent`
+      --cross-app-access            Enterprise-managed authorization (SEP-990): log in once at
+                                    your identity provider (`--oidc-issuer-url`,
+                                    `--oidc-client-id`), exchange its ID token there for an
+                                    identity assertion grant (ID-JAG, RFC 8693) and that at the
+                                    MCP server's authorization server for an access token
+                                    (RFC 7523); no login page of the MCP server
+                                    [env: MCP_PROXY_CROSS_APP_ACCESS]
+      --mcp-client-id <ID>          (cross-app) This proxy's client ID at the MCP server's
+                                    authorization server [env: MCP_PROXY_MCP_CLIENT_ID]
+      --mcp-client-secret <SECRET>  (cross-app) Its client secret there, sent with HTTP Basic
+                                    [env: MCP_PROXY_MCP_CLIENT_SECRET]
+      --id-token-file <FILE>        (cross-app) Exchange the ID token in this file (read again
+                                    for every exchange) instead of logging in at the identity
+                                    provider [env: MCP_PROXY_ID_TOKEN_FILE]
       --cache-dir <DIR>             Token cache directory [env: MCP_PROXY_CACHE_DIR]
                                     [default: ~/.fastmcp/oauth-mcp-client-cache]
       --token-store <STORE>         file | keychain | memory: where tokens are kept. `keychain`
@@ -79,6 +105,10 @@ Connection:
                                     (0: no limit) [env: MCP_PROXY_REQUEST_TIMEOUT] [default: 0]
       --max-message-bytes <BYTES>   Largest JSON-RPC message accepted on stdin
                                     [env: MCP_PROXY_MAX_MESSAGE_BYTES] [default: 67108864]
+      --max-output-bytes <BYTES>    Largest message written to the client: a larger answer becomes
+                                    an error for its request, a larger notification is dropped
+                                    (MCP clients on stdio commonly stop at 10 MiB; 0: no limit)
+                                    [env: MCP_PROXY_MAX_OUTPUT_BYTES] [default: 10420224]
 
 Output:
       --no-banner                   Suppress the startup banner
@@ -115,6 +145,13 @@ pub struct Opts {
     pub resource: Option<String>,
     pub no_resource: bool,
     pub authorize_params: Vec<String>,
+    pub client_private_key: Option<PathBuf>,
+    pub client_key_id: Option<String>,
+    pub client_metadata_url: Option<String>,
+    pub cross_app_access: bool,
+    pub mcp_client_id: Option<String>,
+    pub mcp_client_secret: Option<String>,
+    pub id_token_file: Option<PathBuf>,
     pub cache_dir: Option<PathBuf>,
     pub token_store: StoreKind,
     pub headers: Vec<String>,
@@ -123,6 +160,7 @@ pub struct Opts {
     pub ca_file: Option<PathBuf>,
     pub request_timeout: u64,
     pub max_message_bytes: usize,
+    pub max_output_bytes: usize,
     pub no_banner: bool,
     pub silent: bool,
     pub debug: bool,
@@ -143,6 +181,13 @@ impl Default for Opts {
             resource: None,
             no_resource: false,
             authorize_params: Vec::new(),
+            client_private_key: None,
+            client_key_id: None,
+            client_metadata_url: None,
+            cross_app_access: false,
+            mcp_client_id: None,
+            mcp_client_secret: None,
+            id_token_file: None,
             cache_dir: None,
             token_store: StoreKind::File,
             headers: Vec::new(),
@@ -151,6 +196,7 @@ impl Default for Opts {
             ca_file: None,
             request_timeout: 0,
             max_message_bytes: 64 * 1024 * 1024,
+            max_output_bytes: crate::bridge::host::DEFAULT_MAX_OUTPUT,
             no_banner: false,
             silent: false,
             debug: false,
@@ -202,8 +248,8 @@ fn seconds(source: &str, s: &str, default: u64) -> Result<u64, ConfigError> {
     number_or(source, s, default, "seconds")
 }
 
-fn bytes(source: &str, s: &str) -> Result<usize, ConfigError> {
-    number_or(source, s, 64 << 20, "bytes")
+fn bytes(source: &str, s: &str, default: usize) -> Result<usize, ConfigError> {
+    number_or(source, s, default, "bytes")
 }
 
 fn transport(source: &str, s: &str) -> Result<Transport, ConfigError> {
@@ -364,6 +410,15 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
             Long("authorize-param") => o.authorize_params.push(value!("--authorize-param")),
             Long("cache-dir") => o.cache_dir = Some(PathBuf::from(value!("--cache-dir").trim())),
             Long("token-store") => o.token_store = token_store("--token-store", &value!("--token-store"))?,
+            Long("client-private-key") => {
+                o.client_private_key = Some(PathBuf::from(value!("--client-private-key").trim()))
+            }
+            Long("client-key-id") => o.client_key_id = Some(value!("--client-key-id")),
+            Long("client-metadata-url") => o.client_metadata_url = Some(value!("--client-metadata-url")),
+            Long("cross-app-access") => o.cross_app_access = true,
+            Long("mcp-client-id") => o.mcp_client_id = Some(value!("--mcp-client-id")),
+            Long("mcp-client-secret") => o.mcp_client_secret = Some(value!("--mcp-client-secret")),
+            Long("id-token-file") => o.id_token_file = Some(PathBuf::from(value!("--id-token-file").trim())),
             Short('H') | Long("header") => o.headers.push(value!("--header")),
             Long("transport") => o.transport = transport("--transport", &value!("--transport"))?,
             Long("allow-http") => o.allow_http = true,
@@ -372,7 +427,14 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
                 o.request_timeout = seconds("--request-timeout", &value!("--request-timeout"), 0)?
             }
             Long("max-message-bytes") => {
-                o.max_message_bytes = bytes("--max-message-bytes", &value!("--max-message-bytes"))?
+                o.max_message_bytes = bytes("--max-message-bytes", &value!("--max-message-bytes"), 64 << 20)?
+            }
+            Long("max-output-bytes") => {
+                o.max_output_bytes = bytes(
+                    "--max-output-bytes",
+                    &value!("--max-output-bytes"),
+                    crate::bridge::host::DEFAULT_MAX_OUTPUT,
+                )?
             }
             Long("no-banner") => o.no_banner = true,
             Long("silent") => silent = true,
@@ -413,6 +475,18 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
         (&mut o.oidc_client_secret, "OIDC_CLIENT_SECRET", "--oidc-client-secret"),
         (&mut o.oidc_scopes, "OIDC_SCOPES", "--oidc-scopes"),
         (&mut o.resource, "MCP_PROXY_RESOURCE", "--resource"),
+        (&mut o.client_key_id, "MCP_PROXY_CLIENT_KEY_ID", "--client-key-id"),
+        (
+            &mut o.client_metadata_url,
+            "MCP_PROXY_CLIENT_METADATA_URL",
+            "--client-metadata-url",
+        ),
+        (&mut o.mcp_client_id, "MCP_PROXY_MCP_CLIENT_ID", "--mcp-client-id"),
+        (
+            &mut o.mcp_client_secret,
+            "MCP_PROXY_MCP_CLIENT_SECRET",
+            "--mcp-client-secret",
+        ),
     ] {
         if unset(flag) {
             *slot = env.get(name);
@@ -428,7 +502,14 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
         o.request_timeout = seconds("MCP_PROXY_REQUEST_TIMEOUT", &v, 0)?;
     }
     if let Some(v) = var("MCP_PROXY_MAX_MESSAGE_BYTES", "--max-message-bytes") {
-        o.max_message_bytes = bytes("MCP_PROXY_MAX_MESSAGE_BYTES", &v)?;
+        o.max_message_bytes = bytes("MCP_PROXY_MAX_MESSAGE_BYTES", &v, 64 << 20)?;
+    }
+    if let Some(v) = var("MCP_PROXY_MAX_OUTPUT_BYTES", "--max-output-bytes") {
+        o.max_output_bytes = bytes(
+            "MCP_PROXY_MAX_OUTPUT_BYTES",
+            &v,
+            crate::bridge::host::DEFAULT_MAX_OUTPUT,
+        )?;
     }
     if let Some(v) = var("MCP_PROXY_TRANSPORT", "--transport") {
         o.transport = transport("MCP_PROXY_TRANSPORT", &v)?;
@@ -442,6 +523,13 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
     if let Some(v) = var("MCP_PROXY_CA_FILE", "--ca-file") {
         o.ca_file = Some(PathBuf::from(v.trim()));
     }
+    if let Some(v) = var("MCP_PROXY_CLIENT_PRIVATE_KEY", "--client-private-key") {
+        o.client_private_key = Some(PathBuf::from(v.trim()));
+    }
+    if let Some(v) = var("MCP_PROXY_ID_TOKEN_FILE", "--id-token-file") {
+        o.id_token_file = Some(PathBuf::from(v.trim()));
+    }
+    o.cross_app_access |= env.flag("MCP_PROXY_CROSS_APP_ACCESS");
     o.allow_http |= env.flag("MCP_PROXY_ALLOW_HTTP");
     if device == Source::Unset && env.flag("MCP_PROXY_DEVICE_CODE") {
         device = Source::Env;
@@ -529,9 +617,27 @@ mod tests {
         assert_eq!(a.auth_timeout.as_secs(), 300);
         assert_eq!(a.grant, GrantKind::Auto);
         assert_eq!(c.max_message_bytes, 64 << 20);
+        assert_eq!(c.max_output_bytes, 10 * 1024 * 1024 - 64 * 1024);
         assert_eq!(c.request_timeout, None);
         assert_eq!(c.transport, Transport::Auto);
         assert!(c.banner);
+    }
+
+    #[test]
+    fn max_output_bytes_from_flag_or_environment() {
+        type Row<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], usize);
+        let env = [("MCP_PROXY_MAX_OUTPUT_BYTES", "5000")];
+        // (argv, environment, limit) with the reason per row.
+        let rows: &[Row] = &[
+            (&[URL], &env, 5000),                             // the variable
+            (&["--max-output-bytes", "0", URL], &env, 0),     // the flag wins; 0 = no limit
+            (&["--max-output-bytes=", URL], &[], 10_420_224), // empty: the default
+            (&[URL], &[("MCP_PROXY_MAX_OUTPUT_BYTES", " ")], 10_420_224),
+        ];
+        for (argv, vars, want) in rows {
+            assert_eq!(proxy(argv, vars).max_output_bytes, *want, "{argv:?} {vars:?}");
+        }
+        assert!(usage_error(&["--max-output-bytes", "lots", URL], &[]).contains("--max-output-bytes"));
     }
 
     #[test]
@@ -581,6 +687,92 @@ mod tests {
             &[("MCP_BACKEND_URL", URL), ("OIDC_ISSUER_URL", "https://i.example")],
         );
         assert_eq!(c.backend_url.unwrap().as_str(), URL);
+    }
+
+    #[test]
+    fn client_authentication_flags_and_their_variables() {
+        let key = concat!(env!("CARGO_MANIFEST_DIR"), "/src/auth/testdata/rsa2048.pem");
+        let base = [("OIDC_CLIENT_ID", "svc")];
+        // private_key_jwt from the variable, for client credentials (no secret needed).
+        let mut vars = base.to_vec();
+        vars.push(("MCP_PROXY_CLIENT_PRIVATE_KEY", key));
+        vars.push(("MCP_PROXY_CLIENT_KEY_ID", "k-env"));
+        let a = proxy(&["--client-credentials", URL], &vars).auth.unwrap();
+        assert_eq!(a.grant, GrantKind::ClientCredentials);
+        let k = a.client_auth.private_key.expect("the key is loaded at start");
+        assert_eq!((k.alg(), k.kid()), ("RS256", "k-env"));
+        // The flag wins over the variable; without a key ID the thumbprint is used.
+        let a = proxy(&["--client-private-key", key, URL], &base).auth.unwrap();
+        assert_ne!(a.client_auth.private_key.unwrap().kid(), "k-env");
+        // Mistakes are usage errors that name the flag.
+        assert!(usage_error(&["--client-private-key", key, URL], &[]).contains("--oidc-client-id"));
+        let mut with_secret = base.to_vec();
+        with_secret.push(("OIDC_CLIENT_SECRET", "s"));
+        assert!(usage_error(&["--client-private-key", key, URL], &with_secret).contains("--oidc-client-secret"));
+        assert!(usage_error(&["--client-key-id", "k", URL], &base).contains("--client-private-key"));
+        match run(&["--client-private-key", "/nonexistent.pem", URL], &base) {
+            Err(ConfigError::BadClientKey { reason, .. }) => assert!(reason.contains("cannot read"), "{reason}"),
+            other => panic!("expected BadClientKey, got {other:?}"),
+        }
+        // A client ID metadata document URL must be https with a path.
+        let a = proxy(
+            &[URL],
+            &[("MCP_PROXY_CLIENT_METADATA_URL", "https://app.example/client.json")],
+        )
+        .auth
+        .unwrap();
+        assert_eq!(
+            a.client_auth.metadata_url.as_deref(),
+            Some("https://app.example/client.json")
+        );
+        assert_eq!(a.client_label(), "https://app.example/client.json");
+        for bad in ["http://localhost/client.json", "https://app.example/"] {
+            assert!(
+                matches!(
+                    run(&["--client-metadata-url", bad, URL], &[]),
+                    Err(ConfigError::BadUrl { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn cross_app_access_needs_the_identity_provider_and_the_mcp_client() {
+        let idp = [
+            ("OIDC_ISSUER_URL", "https://idp.example"),
+            ("OIDC_CLIENT_ID", "idp-client"),
+        ];
+        let mut vars = idp.to_vec();
+        vars.extend([
+            ("MCP_PROXY_CROSS_APP_ACCESS", "1"),
+            ("MCP_PROXY_MCP_CLIENT_ID", "mcp-client"),
+            ("MCP_PROXY_MCP_CLIENT_SECRET", "mcp-secret"),
+            ("MCP_PROXY_ID_TOKEN_FILE", "/run/sso/id_token"),
+        ]);
+        let a = proxy(&[URL], &vars).auth.unwrap();
+        let x = a.client_auth.cross_app.expect("cross-app access");
+        assert_eq!(x.client_id, "mcp-client");
+        assert_eq!(x.client_secret.unwrap().expose(), "mcp-secret");
+        assert_eq!(x.id_token_file.unwrap().to_str(), Some("/run/sso/id_token"));
+        let a = proxy(&["--cross-app-access", "--mcp-client-id", "m", URL], &idp)
+            .auth
+            .unwrap();
+        assert!(a
+            .client_auth
+            .cross_app
+            .is_some_and(|x| x.client_secret.is_none() && x.id_token_file.is_none()));
+        // Incomplete: no MCP client, no identity provider.
+        assert!(matches!(
+            run(&["--cross-app-access", URL], &idp),
+            Err(ConfigError::CrossAppIncomplete(_))
+        ));
+        assert!(matches!(
+            run(&["--cross-app-access", "--mcp-client-id", "m", URL], &[]),
+            Err(ConfigError::CrossAppIncomplete(_))
+        ));
+        // Its flags without it are a mistake.
+        assert!(usage_error(&["--mcp-client-id", "m", URL], &idp).contains("--cross-app-access"));
     }
 
     #[test]

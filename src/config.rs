@@ -1,9 +1,11 @@
 //! `Config`: one validated configuration shared by the CLI and the JS API, with the
 //! original's defaults. Validation happens here, before any network I/O.
 
+use crate::auth::client_auth::ClientKey;
 use crate::cli::Opts;
 use crate::secret::Secret;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
@@ -93,6 +95,35 @@ pub struct AuthConfig {
     pub backend: Option<Url>,
     pub grant: GrantKind,
     pub authorize_params: Vec<(String, String)>,
+    /// How the client authenticates and where its ID comes from, beyond a secret.
+    pub client_auth: ClientAuthOptions,
+}
+
+/// `private_key_jwt`, client ID metadata documents and cross-app access (issue 12).
+#[derive(Debug, Clone, Default)]
+pub struct ClientAuthOptions {
+    /// `--client-private-key`: the configured client authenticates with a signed JWT
+    /// (RFC 7523) instead of a secret.
+    pub private_key: Option<Arc<ClientKey>>,
+    /// `--client-metadata-url`: an HTTPS client ID metadata document (SEP-991), used as the
+    /// client ID when no client ID is configured and the authorization server supports it.
+    pub metadata_url: Option<String>,
+    /// `--cross-app-access`: the configured issuer and client are the company's identity
+    /// provider; the MCP server's own authorization server is reached with an ID-JAG.
+    pub cross_app: Option<CrossAppConfig>,
+}
+
+/// Enterprise-managed authorization (SEP-990): the MCP server's authorization server and
+/// the proxy's client there.
+#[derive(Debug, Clone)]
+pub struct CrossAppConfig {
+    /// `--mcp-client-id`: this proxy's client ID at the MCP server's authorization server.
+    pub client_id: String,
+    /// `--mcp-client-secret`: its secret there (HTTP Basic), if it has one.
+    pub client_secret: Option<Secret<String>>,
+    /// `--id-token-file`: an ID token of the identity provider to exchange (read on every
+    /// exchange) instead of logging in there.
+    pub id_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +140,8 @@ pub struct Config {
     /// skipped with a warning otherwise (as Node does).
     pub env_ca_files: Vec<PathBuf>,
     pub max_message_bytes: usize,
+    /// Largest line written to the client (`--max-output-bytes`; 0: no limit).
+    pub max_output_bytes: usize,
     /// Longest wait for the answer to one request (`None`: no limit).
     pub request_timeout: Option<Duration>,
     pub log: LogLevel,
@@ -141,8 +174,12 @@ pub enum ConfigError {
     HeaderVarUnset { name: String, var: String },
     #[error("`--authorize-param {0}` is not of the form `key=value`, or sets a parameter the login owns")]
     BadAuthorizeParam(String),
-    #[error("`--client-credentials` needs a client ID and a client secret")]
+    #[error("`--client-credentials` needs a client ID and a client secret or private key")]
     ClientCredentialsNeedSecret,
+    #[error("client private key `{path}`: {reason}")]
+    BadClientKey { path: String, reason: String },
+    #[error("`--cross-app-access` needs {0}")]
+    CrossAppIncomplete(&'static str),
     #[error("CA file `{path}`: {reason}")]
     BadCaFile { path: String, reason: String },
     #[error("the MCP server at `{backend}` names no authorization server: {reason}")]
@@ -162,6 +199,7 @@ impl AuthConfig {
     pub fn client_label(&self) -> String {
         self.client_id
             .clone()
+            .or_else(|| self.client_auth.metadata_url.clone())
             .unwrap_or_else(|| "(registered dynamically)".into())
     }
 }
@@ -180,7 +218,9 @@ impl ConfigError {
             ConfigError::BadHeader(_) => "write headers as `--header \"Name: value\"` (or `Name:value`)".into(),
             ConfigError::HeaderVarUnset { .. } => "set the variable in the `env` block of your MCP client config".into(),
             ConfigError::BadAuthorizeParam(_) => "write `--authorize-param audience=https://api.example.com`; `scope`, `state`, `redirect_uri` and the like are set by the login itself".into(),
-            ConfigError::ClientCredentialsNeedSecret => "set `OIDC_CLIENT_ID` and `OIDC_CLIENT_SECRET`".into(),
+            ConfigError::ClientCredentialsNeedSecret => "set `OIDC_CLIENT_ID` and `OIDC_CLIENT_SECRET` (or `MCP_PROXY_CLIENT_PRIVATE_KEY`)".into(),
+            ConfigError::BadClientKey { .. } => "point `--client-private-key` (or `MCP_PROXY_CLIENT_PRIVATE_KEY`) at the unencrypted PEM private key whose public key is registered for your client".into(),
+            ConfigError::CrossAppIncomplete(_) => "cross-app access needs your identity provider (`OIDC_ISSUER_URL`, `OIDC_CLIENT_ID`), the MCP server URL and this proxy's client ID at the MCP server's authorization server (`MCP_PROXY_MCP_CLIENT_ID`)".into(),
             ConfigError::BadCaFile { .. } => {
                 "point `--ca-file` (or `MCP_PROXY_CA_FILE`) at a PEM file with your organisation's CA certificates".into()
             }
@@ -262,6 +302,122 @@ fn expand_env(name: &str, value: &str) -> Result<String, ConfigError> {
     Ok(out)
 }
 
+/// The client-authentication flags, taken out of [`Opts`].
+struct ClientFlags {
+    private_key: Option<PathBuf>,
+    key_id: Option<String>,
+    metadata_url: Option<String>,
+    cross_app: bool,
+    mcp_client_id: Option<String>,
+    mcp_client_secret: Option<String>,
+    id_token_file: Option<PathBuf>,
+}
+
+impl ClientFlags {
+    fn take(o: &mut Opts) -> ClientFlags {
+        ClientFlags {
+            private_key: o.client_private_key.take().filter(|p| !p.as_os_str().is_empty()),
+            key_id: non_empty(o.client_key_id.take()),
+            metadata_url: non_empty(o.client_metadata_url.take()),
+            cross_app: o.cross_app_access,
+            mcp_client_id: non_empty(o.mcp_client_id.take()),
+            mcp_client_secret: non_empty(o.mcp_client_secret.take()),
+            id_token_file: o.id_token_file.take().filter(|p| !p.as_os_str().is_empty()),
+        }
+    }
+}
+
+fn client_auth_options(
+    f: &ClientFlags,
+    client_id: &Option<String>,
+    client_secret: &Option<Secret<String>>,
+    issuer: &Option<Url>,
+    backend: &Option<Url>,
+    allow_http: bool,
+) -> Result<ClientAuthOptions, ConfigError> {
+    let private_key = match &f.private_key {
+        None => None,
+        Some(path) => {
+            if client_id.is_none() {
+                return Err(ConfigError::Usage(
+                    "`--client-private-key` needs the client ID it belongs to (`--oidc-client-id`)".into(),
+                ));
+            }
+            if client_secret.is_some() {
+                return Err(ConfigError::Usage(
+                    "`--client-private-key` and `--oidc-client-secret` cannot be used together".into(),
+                ));
+            }
+            let key = ClientKey::load(path, f.key_id.clone()).map_err(|reason| ConfigError::BadClientKey {
+                path: path.display().to_string(),
+                reason,
+            })?;
+            tracing::debug!(
+                "client authentication: private_key_jwt ({}, kid `{}`)",
+                key.alg(),
+                key.kid()
+            );
+            Some(Arc::new(key))
+        }
+    };
+    if f.key_id.is_some() && private_key.is_none() {
+        return Err(ConfigError::Usage(
+            "`--client-key-id` belongs to `--client-private-key`".into(),
+        ));
+    }
+    let metadata_url = match &f.metadata_url {
+        None => None,
+        Some(u) => {
+            // SEP-991: an https URL with a path (the document's own address).
+            let url = parse_url("client metadata", u, allow_http)?;
+            if url.scheme() != "https" || url.path() == "/" {
+                return Err(ConfigError::BadUrl {
+                    what: "client metadata",
+                    value: u.clone(),
+                    reason: "a client ID metadata document URL is an https URL with a path".into(),
+                });
+            }
+            Some(url.to_string())
+        }
+    };
+    let cross_app = if f.cross_app {
+        if issuer.is_none() || client_id.is_none() {
+            return Err(ConfigError::CrossAppIncomplete(
+                "your identity provider's issuer and client ID (`OIDC_ISSUER_URL`, `OIDC_CLIENT_ID`)",
+            ));
+        }
+        if backend.is_none() {
+            return Err(ConfigError::CrossAppIncomplete("the MCP server URL"));
+        }
+        let Some(mcp_client_id) = f.mcp_client_id.clone() else {
+            return Err(ConfigError::CrossAppIncomplete(
+                "the proxy's client ID at the MCP server's authorization server (`--mcp-client-id`)",
+            ));
+        };
+        Some(CrossAppConfig {
+            client_id: mcp_client_id,
+            client_secret: f.mcp_client_secret.clone().map(Secret::new),
+            id_token_file: f.id_token_file.clone(),
+        })
+    } else {
+        for (given, flag) in [
+            (f.mcp_client_id.is_some(), "--mcp-client-id"),
+            (f.mcp_client_secret.is_some(), "--mcp-client-secret"),
+            (f.id_token_file.is_some(), "--id-token-file"),
+        ] {
+            if given {
+                return Err(ConfigError::Usage(format!("`{flag}` belongs to `--cross-app-access`")));
+            }
+        }
+        None
+    };
+    Ok(ClientAuthOptions {
+        private_key,
+        metadata_url,
+        cross_app,
+    })
+}
+
 /// The original's cache folder: `~/.fastmcp/oauth-mcp-client-cache`.
 pub fn default_cache_dir() -> Option<PathBuf> {
     dirs::home_dir().map(|h| h.join(".fastmcp").join("oauth-mcp-client-cache"))
@@ -275,7 +431,7 @@ impl Config {
     /// Build and validate. `proxying` is true for the default command, which needs a backend.
     pub fn from_parts(
         backend: Option<String>,
-        o: Opts,
+        mut o: Opts,
         debug_env: bool,
         proxying: bool,
     ) -> Result<Config, ConfigError> {
@@ -297,8 +453,9 @@ impl Config {
             .filter(|p| !p.as_os_str().is_empty())
             .or_else(default_cache_dir);
 
-        let issuer = non_empty(o.oidc_issuer_url);
-        let client_id = non_empty(o.oidc_client_id);
+        let issuer = non_empty(o.oidc_issuer_url.clone());
+        let client_id = non_empty(o.oidc_client_id.clone());
+        let o_client = ClientFlags::take(&mut o);
         let auth = if issuer.is_none() && client_id.is_none() && has_static_auth {
             None
         } else if issuer.is_none() && backend_url.is_none() {
@@ -317,13 +474,22 @@ impl Config {
             let scopes_explicit = non_empty(o.oidc_scopes.clone()).is_some();
             let scopes_text = non_empty(o.oidc_scopes).unwrap_or_else(|| "openid profile email".into());
             let mut scopes: Vec<String> = scopes_text.split_whitespace().map(str::to_string).collect();
-            if !o.client_credentials && !scopes.iter().any(|s| s == "openid") {
+            // With an issuer (the original tool's way) the login is OpenID Connect; without
+            // one, the scopes are exactly what the user or the server names.
+            if issuer.is_some() && !o.client_credentials && !scopes.iter().any(|s| s == "openid") {
                 scopes.insert(0, "openid".into());
             }
             let client_secret = non_empty(o.oidc_client_secret).map(Secret::new);
+            let client_auth =
+                client_auth_options(&o_client, &client_id, &client_secret, &issuer, &backend_url, allow_http)?;
             let grant = if o.client_credentials {
-                if client_id.is_none() || client_secret.is_none() {
+                if client_id.is_none() || (client_secret.is_none() && client_auth.private_key.is_none()) {
                     return Err(ConfigError::ClientCredentialsNeedSecret);
+                }
+                if client_auth.cross_app.is_some() {
+                    return Err(ConfigError::Usage(
+                        "`--cross-app-access` and `--client-credentials` cannot be used together".into(),
+                    ));
                 }
                 GrantKind::ClientCredentials
             } else if o.device_code {
@@ -358,6 +524,7 @@ impl Config {
                 backend: backend_url.clone(),
                 grant,
                 authorize_params,
+                client_auth,
             })
         };
 
@@ -384,6 +551,7 @@ impl Config {
             ca_files,
             env_ca_files,
             max_message_bytes: o.max_message_bytes.max(1024),
+            max_output_bytes: o.max_output_bytes,
             request_timeout: (o.request_timeout > 0).then(|| Duration::from_secs(o.request_timeout)),
             log,
             banner: !o.no_banner && !o.silent,
@@ -438,6 +606,7 @@ mod tests {
             oidc_redirect_url: "http://localhost:8080/auth/callback".into(),
             auth_timeout: 300,
             max_message_bytes: 1 << 20,
+            max_output_bytes: 0,
             ..Default::default()
         }
     }

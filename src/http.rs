@@ -129,3 +129,28 @@ pub fn auth_client_factory(config: &Config) -> Result<crate::auth::HttpFactory, 
             })
     }))
 }
+
+/// Describe a reqwest error in one line, without its URL (the caller names the server).
+pub fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_decode() || e.is_body() {
+        "the reply broke off"
+    } else {
+        "request failed"
+    };
+    // The innermost cause is the one that says what happened ("Connection refused").
+    let mut cause = None;
+    let mut src = e.source();
+    while let Some(inner) = src {
+        cause = Some(inner.to_string());
+        src = inner.source();
+    }
+    match cause {
+        Some(c) => format!("{what} ({c})"),
+        None => what.to_string(),
+    }
+}

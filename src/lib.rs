@@ -1,7 +1,7 @@
 //! authful-mcp-proxy: an OIDC login plus a stdio ⇄ Streamable HTTP bridge for MCP.
 //!
-//! Data flows stdin → [`bridge`] → backend and back; the bridge asks [`auth::TokenManager`]
-//! for a bearer token and never learns how it was obtained. [`app`] wires the two together.
+//! Data flows stdin → [`bridge`] → backend and back; the bridge asks a
+//! [`token_source::TokenSource`] for a bearer token and never learns how it was obtained. [`app`] wires the two together.
 
 pub mod api;
 pub mod app;
@@ -16,6 +16,7 @@ pub mod secret;
 pub mod setup;
 pub mod shutdown;
 pub mod token_cache;
+pub mod token_source;
 pub mod token_store;
 
 #[cfg(feature = "napi")]

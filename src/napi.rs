@@ -33,6 +33,15 @@ pub async fn api_reject_token(argv: Vec<String>, token: String) -> String {
 }
 
 #[napi]
+pub async fn api_step_up(argv: Vec<String>, token: String, scopes: Vec<String>) -> String {
+    crate::api::envelope(
+        crate::api::step_up(argv, token, scopes)
+            .await
+            .map(serde_json::Value::Bool),
+    )
+}
+
+#[napi]
 pub async fn api_login(argv: Vec<String>) -> String {
     crate::api::envelope(crate::api::login(argv).await)
 }

@@ -97,6 +97,10 @@ pub struct Discovered {
     pub scopes: Option<Vec<String>>,
     #[serde(default)]
     pub registration: Option<crate::auth::registration::Registration>,
+    /// The MCP server named no authorization server (MCP 2025-03-26): `issuer` is its origin,
+    /// whose default endpoints are used when it serves no metadata.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fallback: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -156,7 +160,17 @@ impl TokenCache {
             (None, Some(b)) => format!("discovered-from {}", b.as_str()),
             (None, None) => "unknown".to_string(),
         };
-        let client_id = cfg.client_id.clone().unwrap_or_else(|| "(registered)".into());
+        let mut client_id = cfg
+            .client_id
+            .clone()
+            .or_else(|| cfg.client_auth.metadata_url.clone())
+            .unwrap_or_else(|| "(registered)".into());
+        // Cross-app access: tokens of the MCP server's authorization server, one entry per
+        // MCP server and client there (the identity provider's own login has its own entry).
+        if let Some(x) = &cfg.client_auth.cross_app {
+            let backend = cfg.backend.as_ref().map(|b| b.as_str()).unwrap_or("");
+            client_id = format!("{client_id} cross-app {} {backend}", x.client_id);
+        }
         let key = format!(
             "{issuer}\n{client_id}\n{scopes}\n{}",
             cfg.resource.as_deref().unwrap_or("")
@@ -472,6 +486,7 @@ mod tests {
             backend: None,
             grant: crate::config::GrantKind::Auto,
             authorize_params: vec![],
+            client_auth: Default::default(),
         }
     }
 

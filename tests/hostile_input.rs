@@ -2,7 +2,7 @@
 //! classification and the login callback's query. Nothing may panic, and chunking must not
 //! change what is read.
 
-use authful_mcp_proxy::auth::callback::{judge, Outcome};
+use authful_mcp_proxy::auth::callback::{judge, IssCheck, Outcome};
 use authful_mcp_proxy::bridge::stdio::{Input, LineReader};
 use authful_mcp_proxy::bridge::{classify, sse::Cursor};
 use bytes::Bytes;
@@ -108,7 +108,8 @@ proptest! {
     /// exact state.
     #[test]
     fn callback_queries(query in ".{0,200}", state in "[A-Za-z0-9_-]{1,20}") {
-        match judge("/cb", Some(&query), "/cb", &state, "https://idp.example") {
+        let iss = IssCheck { issuer: "https://idp.example", required: false };
+        match judge("/cb", Some(&query), "/cb", &state, iss) {
             Outcome::Code(_) | Outcome::Denied { .. } | Outcome::Malformed => {
                 let has_state = url::form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "state" && v == state.as_str());
                 prop_assert!(has_state);

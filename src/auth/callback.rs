@@ -36,8 +36,16 @@ pub enum Outcome {
     Malformed,
 }
 
+/// RFC 9207: the issuer a callback's `iss` must name, and whether it must be there (the
+/// metadata said `authorization_response_iss_parameter_supported`).
+#[derive(Clone, Copy, Debug)]
+pub struct IssCheck<'a> {
+    pub issuer: &'a str,
+    pub required: bool,
+}
+
 /// Decide what a callback request means (pure, unit-tested).
-pub fn judge(path: &str, query: Option<&str>, want_path: &str, state: &str, issuer: &str) -> Outcome {
+pub fn judge(path: &str, query: Option<&str>, want_path: &str, state: &str, iss: IssCheck<'_>) -> Outcome {
     if path != want_path {
         return Outcome::NotFound;
     }
@@ -48,11 +56,17 @@ pub fn judge(path: &str, query: Option<&str>, want_path: &str, state: &str, issu
     if get("state").as_deref() != Some(state) {
         return Outcome::Foreign("this sign-in response does not belong to the login in progress (state mismatch)");
     }
-    // RFC 9207: when the provider names itself, it must be the issuer we asked.
-    if let Some(iss) = get("iss") {
-        if iss.trim_end_matches('/') != issuer.trim_end_matches('/') {
-            return Outcome::Foreign("this sign-in response comes from another identity provider (issuer mismatch)");
+    // RFC 9207: when the provider names itself, it must be exactly the issuer of its
+    // metadata (compared as strings, nothing normalised); when it said it always names
+    // itself, a response without `iss` is not its own.
+    match get("iss") {
+        Some(found) if found != iss.issuer => {
+            return Outcome::Foreign("this sign-in response comes from another identity provider (issuer mismatch)")
         }
+        None if iss.required => {
+            return Outcome::Foreign("this sign-in response does not name its identity provider (no `iss`)")
+        }
+        _ => {}
     }
     if let Some(error) = get("error") {
         return Outcome::Denied {
@@ -138,9 +152,14 @@ impl Listener {
     }
 
     /// Serve until the login ends (code, denial or timeout).
-    pub async fn wait(self, state: &str, issuer: &str, timeout: Duration) -> Result<Secret<String>, AuthError> {
+    pub async fn wait(self, state: &str, iss: IssCheck<'_>, timeout: Duration) -> Result<Secret<String>, AuthError> {
         let (tx, mut rx) = mpsc::channel::<Result<Secret<String>, AuthError>>(4);
-        let shared = Arc::new((self.redirect.path().to_string(), state.to_string(), issuer.to_string()));
+        let shared = Arc::new((
+            self.redirect.path().to_string(),
+            state.to_string(),
+            iss.issuer.to_string(),
+            iss.required,
+        ));
         let mut tasks = tokio::task::JoinSet::new();
         for listener in self.listeners {
             let tx = tx.clone();
@@ -180,11 +199,15 @@ impl Listener {
 
 async fn respond(
     req: &Request<hyper::body::Incoming>,
-    shared: &(String, String, String),
+    shared: &(String, String, String, bool),
     tx: &mpsc::Sender<Result<Secret<String>, AuthError>>,
 ) -> Response<Full<Bytes>> {
-    let (want_path, state, issuer) = shared;
-    match judge(req.uri().path(), req.uri().query(), want_path, state, issuer) {
+    let (want_path, state, issuer, required) = shared;
+    let iss = IssCheck {
+        issuer,
+        required: *required,
+    };
+    match judge(req.uri().path(), req.uri().query(), want_path, state, iss) {
         Outcome::NotFound => page(
             StatusCode::NOT_FOUND,
             "Not found",
@@ -232,7 +255,11 @@ mod tests {
 
     #[test]
     fn callback_table() {
-        let j = |path: &str, q: &str| judge(path, Some(q), "/auth/callback", "S1", "https://idp.example");
+        let iss = IssCheck {
+            issuer: "https://idp.example",
+            required: false,
+        };
+        let j = |path: &str, q: &str| judge(path, Some(q), "/auth/callback", "S1", iss);
         assert_eq!(j("/favicon.ico", "code=c&state=S1"), Outcome::NotFound); // other paths never count
         assert_eq!(j("/auth/callback", "code=c&state=S1"), Outcome::Code("c".into()));
         assert_eq!(j("/auth/callback", "code=c%2Fx&state=S1"), Outcome::Code("c/x".into())); // query is decoded
@@ -242,10 +269,15 @@ mod tests {
             j("/auth/callback", "code=c&state=S1&iss=https%3A%2F%2Fevil.example"),
             Outcome::Foreign(_)
         )); // RFC 9207 mix-up
-        assert_eq!(
+        assert!(matches!(
             j("/auth/callback", "code=c&state=S1&iss=https%3A%2F%2Fidp.example%2F"),
+            Outcome::Foreign(_)
+        )); // RFC 9207 §2.4: exact string comparison, no trailing-slash normalisation
+        assert_eq!(
+            j("/auth/callback", "code=c&state=S1&iss=https%3A%2F%2Fidp.example"),
             Outcome::Code("c".into())
         );
+        assert_eq!(j("/auth/callback", "code=c&state=S1"), Outcome::Code("c".into())); // iss optional here
         assert_eq!(
             j(
                 "/auth/callback",
@@ -257,6 +289,20 @@ mod tests {
             }
         );
         assert_eq!(j("/auth/callback", "state=S1"), Outcome::Malformed);
+    }
+
+    #[test]
+    fn a_required_iss_must_be_present() {
+        let iss = IssCheck {
+            issuer: "https://idp.example",
+            required: true,
+        };
+        let j = |q: &str| judge("/cb", Some(q), "/cb", "S1", iss);
+        assert!(matches!(j("code=c&state=S1"), Outcome::Foreign(_))); // missing: keep waiting
+        assert_eq!(
+            j("code=c&state=S1&iss=https%3A%2F%2Fidp.example"),
+            Outcome::Code("c".into())
+        );
     }
 
     #[test]

@@ -1,12 +1,17 @@
-//! Login and the token lifecycle. The bridge sees only [`TokenManager`]: "give me a valid
-//! access token" and "the server refused this one". Behind it: the cache, refresh, and the
-//! browser login (discovery, PKCE, loopback callback), one at a time across processes.
+//! Login and the token lifecycle. The bridge sees [`TokenManager`] only as a
+//! [`crate::token_source::TokenSource`] (see `source.rs`): "which token do I send" and "the
+//! server refused this one". Behind it: the cache, refresh, and the login (discovery, PKCE,
+//! loopback callback, or another grant), one at a time across processes.
 
 pub mod browser;
 pub mod callback;
+pub mod client_auth;
+pub mod cross_app;
 pub mod discovery;
 pub mod grant;
 pub mod registration;
+pub mod retry;
+mod source;
 
 use crate::config::{AuthConfig, GrantKind};
 use crate::secret::Secret;
@@ -33,12 +38,33 @@ pub enum AuthError {
     DeviceRefused { error: String, description: Option<String> },
     #[error("cannot reach the identity provider: {0}")]
     Network(String),
+    /// A transient answer (`temporarily_unavailable`, `server_error`, HTTP 429 or 5xx),
+    /// still there after `tries` tries.
+    #[error("the identity provider is having trouble: {detail}{}", tries_note(*.tries))]
+    Unavailable {
+        detail: String,
+        retry_after: Option<Duration>,
+        tries: u32,
+    },
+    /// The token endpoint answered something that is neither tokens nor an OAuth error.
+    #[error("the identity provider's token endpoint gave an unexpected answer: {0}")]
+    Unexpected(String),
     #[error("the ID token is not valid: {0}")]
     IdToken(String),
     #[error("not logged in for this configuration")]
     LoginRequired,
     #[error("{0}")]
     Lock(String),
+    #[error("cannot sign the client assertion: {0}")]
+    ClientAssertion(String),
+}
+
+fn tries_note(tries: u32) -> String {
+    if tries > 1 {
+        format!(" (still, after {tries} tries)")
+    } else {
+        String::new()
+    }
 }
 
 fn describe_opt(d: &Option<String>) -> String {
@@ -53,14 +79,50 @@ impl AuthError {
         false
     }
 
-    /// Refresh failures that only a new login can fix.
+    /// Refresh failures that only a new login can fix: the refresh token is no longer good.
     pub fn needs_login(&self) -> bool {
-        matches!(self, AuthError::TokenRefused { error, .. } if matches!(error.as_str(), "invalid_grant" | "invalid_token" | "unauthorized_client" | "invalid_scope" | "invalid_client"))
+        matches!(self, AuthError::TokenRefused { error, .. } if matches!(error.as_str(), "invalid_grant" | "invalid_token"))
+    }
+
+    /// The provider does not accept this client (wrong ID or secret, a client it forgot, or
+    /// a grant the client may not use).
+    pub fn is_client_refused(&self) -> bool {
+        matches!(self, AuthError::TokenRefused { error, .. } if matches!(error.as_str(), "invalid_client" | "unauthorized_client"))
     }
 
     /// Worth trying again later without the user: the network or the provider was down.
     pub fn is_transient(&self) -> bool {
-        matches!(self, AuthError::Network(_) | AuthError::Discovery { .. })
+        matches!(
+            self,
+            AuthError::Network(_) | AuthError::Discovery { .. } | AuthError::Unavailable { .. }
+        )
+    }
+
+    /// A token request worth repeating at once (after a pause): see [`retry`].
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, AuthError::Network(_) | AuthError::Unavailable { .. })
+    }
+
+    /// How long the provider asked us to wait before trying again.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            AuthError::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// This error, noting that it stayed after `tries` tries.
+    pub fn after_tries(self, tries: u32) -> Self {
+        match self {
+            AuthError::Unavailable {
+                detail, retry_after, ..
+            } => AuthError::Unavailable {
+                detail,
+                retry_after,
+                tries,
+            },
+            other => other,
+        }
     }
 
     /// The message with its hint, for a JSON-RPC error a client shows as one line.
@@ -81,27 +143,53 @@ impl AuthError {
             AuthError::TokenRefused { .. } => "ERR_TOKEN_REFUSED",
             AuthError::DeviceRefused { .. } => "ERR_DEVICE_REFUSED",
             AuthError::Network(_) => "ERR_NETWORK",
+            AuthError::Unavailable { .. } => "ERR_PROVIDER_UNAVAILABLE",
+            AuthError::Unexpected(_) => "ERR_TOKEN_ENDPOINT",
             AuthError::IdToken(_) => "ERR_ID_TOKEN",
             AuthError::LoginRequired => "ERR_NOT_LOGGED_IN",
             AuthError::Lock(_) => "ERR_LOCK",
+            AuthError::ClientAssertion(_) => "ERR_CLIENT_ASSERTION",
         }
     }
 
     pub fn hint(&self) -> Option<String> {
         Some(match self {
-            AuthError::Discovery { .. } => "check `OIDC_ISSUER_URL`: it must be the issuer exactly as the provider states it (its `/.well-known/openid-configuration` must answer)".into(),
+            AuthError::Discovery { reason, .. } if reason.starts_with(discovery::NAMES_NONE) => {
+                "set `OIDC_ISSUER_URL` (or `--oidc-issuer-url`) and `OIDC_CLIENT_ID` (or `--oidc-client-id`) to your identity provider's values".into()
+            }
+            AuthError::Discovery { .. } => "check `OIDC_ISSUER_URL`: it must be the issuer exactly as the provider states it (its `/.well-known/oauth-authorization-server` or `/.well-known/openid-configuration` must answer)".into(),
             AuthError::PortInUse { .. } => "stop what uses that port, or set `OIDC_REDIRECT_URL` to another port registered with your identity provider".into(),
             AuthError::Listen { .. } => "set `OIDC_REDIRECT_URL` to a loopback URL such as `http://localhost:8080/auth/callback`".into(),
             AuthError::TimedOut(_) => "finish the login at the URL printed above (in a browser, or with the code shown); raise `--auth-timeout` if your login takes longer".into(),
+            AuthError::Denied { error, .. } | AuthError::TokenRefused { error, .. } | AuthError::DeviceRefused { error, .. }
+                if error == "invalid_scope" =>
+            {
+                "check `OIDC_SCOPES`: the identity provider does not grant one of the requested scopes to this client".into()
+            }
+            AuthError::Denied { error, .. } | AuthError::TokenRefused { error, .. }
+                if error == "invalid_client" || error == "unauthorized_client" =>
+            {
+                "check `OIDC_CLIENT_ID` and `OIDC_CLIENT_SECRET`: the identity provider does not accept this client, or does not allow it this kind of login".into()
+            }
             AuthError::Denied { .. } => "log in again and approve the requested scopes, or ask your administrator for access".into(),
+            AuthError::TokenRefused { error, .. } if error == "invalid_grant" || error == "invalid_token" => {
+                "the login code or refresh token was not accepted (expired, revoked or already used): log in again with `authful-mcp-proxy login`".into()
+            }
+            AuthError::TokenRefused { error, .. } if error == "unsupported_grant_type" => {
+                "the identity provider does not offer this grant: choose another login (`--device-code`, `--client-credentials`, or the browser)".into()
+            }
             AuthError::TokenRefused { .. } => "check `OIDC_CLIENT_ID`, `OIDC_CLIENT_SECRET` and that the redirect URL is registered with your identity provider".into(),
+            AuthError::Unavailable { .. } => {
+                "the provider answered that it cannot serve the request now; try again in a while, and tell its administrator if it lasts".into()
+            }
+            AuthError::Unexpected(_) => "check `OIDC_ISSUER_URL`: its token endpoint should answer with OAuth JSON".into(),
             AuthError::DeviceRefused { .. } => {
                 "allow the device authorization grant for this client at your identity provider, or log in with the browser (without `--device-code`)".into()
             }
             AuthError::Network(_) => "check your network, proxy (`HTTPS_PROXY`) and CA settings (`--ca-file`)".into(),
             AuthError::IdToken(_) => "check `OIDC_ISSUER_URL` and `OIDC_CLIENT_ID`; the provider's token was not issued for this client".into(),
             AuthError::LoginRequired => "run `authful-mcp-proxy login` with the same configuration".into(),
-            AuthError::Lock(_) => return None,
+            AuthError::Lock(_) | AuthError::ClientAssertion(_) => return None,
         })
     }
 }
@@ -136,6 +224,8 @@ pub struct TokenManager {
     current: std::sync::Mutex<Option<Secret<String>>>,
     provider: std::sync::Mutex<Option<Arc<grant::Provider>>>,
     interactive: bool,
+    /// The "no login configured yet" notice was given.
+    told_no_login: std::sync::atomic::AtomicBool,
 }
 
 impl TokenManager {
@@ -159,6 +249,7 @@ impl TokenManager {
             current: std::sync::Mutex::new(None),
             provider: std::sync::Mutex::new(None),
             interactive,
+            told_no_login: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -235,8 +326,8 @@ impl TokenManager {
         self.current.lock().unwrap().clone()
     }
 
-    /// Without a configured issuer: make sure the MCP server names its authorization server
-    /// (cached from an earlier run, or asked now). A configuration error if it does not.
+    /// Without a configured issuer: find out where to log in before any request is refused
+    /// (for `login` and `token`; the proxy waits for the server's first 401 instead).
     pub async fn ensure_discoverable(&self) -> Result<(), crate::config::ConfigError> {
         if self.cfg.issuer.is_some() {
             return Ok(());
@@ -247,12 +338,24 @@ impl TokenManager {
             return Ok(());
         }
         let backend = self.cfg.backend.clone().expect("config: no issuer implies a backend");
-        let info = discovery::protected_resource(self.http(), &backend)
+        let no_server = |reason| crate::config::ConfigError::NoAuthorizationServer {
+            backend: backend.to_string(),
+            reason,
+        };
+        let challenge = discovery::challenge(self.http(), &backend).await.map_err(no_server)?;
+        let info = discovery::protected_resource(self.http(), &backend, &challenge)
             .await
-            .map_err(|reason| crate::config::ConfigError::NoAuthorizationServer {
-                backend: backend.to_string(),
-                reason,
-            })?;
+            .map_err(no_server)?;
+        if info.fallback {
+            // Only the origin's default endpoints are left: make sure they are there.
+            let origin = info.authorization_servers.first().cloned().unwrap_or_default();
+            discovery::authorization_server(self.http(), &origin, true)
+                .await
+                .map_err(|e| match e {
+                    AuthError::Discovery { reason, .. } => no_server(reason),
+                    other => no_server(other.to_string()),
+                })?;
+        }
         Self::adopt(&mut inner.discovered, info, &backend);
         Ok(())
     }
@@ -260,7 +363,8 @@ impl TokenManager {
     fn adopt(d: &mut Discovered, info: discovery::ResourceInfo, backend: &url::Url) {
         d.issuer = info.authorization_servers.first().cloned();
         d.resource = Some(info.resource.unwrap_or_else(|| backend.to_string()));
-        d.scopes = (!info.scopes.is_empty()).then_some(info.scopes);
+        d.scopes = Some(info.scopes);
+        d.fallback = info.fallback;
     }
 
     /// A valid access token. Requests that arrive during a login wait for it.
@@ -288,8 +392,14 @@ impl TokenManager {
         // should happen however many proxies start together.
         let wait = self.cfg.auth_timeout + Duration::from_secs(30);
         let _lock = self.cache.lock(wait).await.map_err(AuthError::Lock)?;
-        if let Some((t, d)) = self.cache.load_entry() {
-            // Another process may have refreshed or logged in meanwhile.
+        // Another process may have refreshed or logged in meanwhile; a cached login with an
+        // authorization server the MCP server no longer names is not used.
+        let known = inner.discovered.issuer.clone();
+        if let Some((t, d)) = self
+            .cache
+            .load_entry()
+            .filter(|(_, d)| known.is_none() || d.issuer == known)
+        {
             inner.discovered = d;
             if Self::usable(&inner, &t) {
                 tracing::debug!("using tokens another instance just obtained");
@@ -299,6 +409,14 @@ impl TokenManager {
             if !inner.force_login {
                 inner.tokens = Some(t); // its refresh token is the newest
             }
+        }
+        if self.cfg.client_auth.cross_app.is_some() {
+            // Cross-app access (SEP-990): a new exchange instead of a refresh or a login at
+            // the MCP server's authorization server; see cross_app.rs.
+            let t = self.cross_app_tokens(&mut inner).await?;
+            self.cache.save_or_warn(&t, &inner.discovered);
+            self.set(&mut inner, t.clone());
+            return Ok(t);
         }
         let previous = inner.tokens.clone();
         let provider = self.provider(&mut inner).await?;
@@ -321,7 +439,8 @@ impl TokenManager {
                     tracing::debug!("access token refreshed");
                     return Ok(t);
                 }
-                Err(e) if e.needs_login() => {
+                // A registered client the server forgot: the login below registers again.
+                Err(e) if e.needs_login() || (e.is_client_refused() && self.cfg.client_id.is_none()) => {
                     tracing::info!("the refresh token is no longer accepted ({e}); a new login is needed");
                 }
                 Err(e) => return Err(e),
@@ -442,49 +561,74 @@ impl TokenManager {
             return Ok(p);
         }
         let cfg = &self.cfg;
-        let (issuer, mut resource, mut scopes) = match &cfg.issuer {
+        let (issuer, mut resource, mut scopes, fallback) = match &cfg.issuer {
+            // The original tool's way: an OpenID provider and its scopes (by default
+            // `openid profile email`).
             Some(i) => (
                 i.as_str().trim_end_matches('/').to_string(),
                 cfg.resource.clone(),
                 cfg.scopes.clone(),
+                false,
             ),
             None => {
                 if inner.discovered.issuer.is_none() {
                     let backend = cfg.backend.clone().expect("config: no issuer implies a backend");
-                    let info = discovery::protected_resource(self.http(), &backend)
+                    let err = |reason| AuthError::Discovery {
+                        issuer: backend.to_string(),
+                        reason,
+                    };
+                    let challenge = discovery::challenge(self.http(), &backend).await.map_err(err)?;
+                    let info = discovery::protected_resource(self.http(), &backend, &challenge)
                         .await
-                        .map_err(|reason| AuthError::Discovery {
-                            issuer: backend.to_string(),
-                            reason,
-                        })?;
+                        .map_err(err)?;
                     Self::adopt(&mut inner.discovered, info, &backend);
                 }
                 let d = &inner.discovered;
+                // The MCP specification's order: the challenge's `scope`, else the protected
+                // resource's `scopes_supported`, else no `scope` at all; the user's own
+                // scopes win over both.
                 let scopes = match (&d.scopes, cfg.scopes_explicit) {
                     (Some(s), false) => s.clone(),
-                    _ => cfg.scopes.clone(),
+                    (None, false) => Vec::new(),
+                    (_, true) => cfg.scopes.clone(),
                 };
                 (
                     d.issuer.clone().unwrap_or_default(),
                     cfg.resource.clone().or(d.resource.clone()),
                     scopes,
+                    d.fallback,
                 )
             }
         };
         if cfg.no_resource {
             resource = None;
         }
-        let metadata = discovery::authorization_server(self.http(), &issuer).await?;
-        // Ask for an ID token too when the server is an OpenID provider.
-        let oidc = metadata
-            .scopes_supported()
-            .is_some_and(|s| s.iter().any(|s| s.as_str() == "openid"));
-        if oidc && cfg.grant != GrantKind::ClientCredentials && !scopes.iter().any(|s| s == "openid") {
-            scopes.insert(0, "openid".into());
+        let metadata = discovery::authorization_server(self.http(), &issuer, fallback).await?;
+        // A server's scopes may name `openid`; without the provider's keys its ID token could
+        // not be verified, so a plain OAuth server is not asked for one.
+        if cfg.issuer.is_none() && !cfg.scopes_explicit && metadata.jwks_uri.is_none() {
+            scopes.retain(|s| s != "openid");
         }
-        let (client_id, client_secret) = match &cfg.client_id {
-            Some(id) => (id.clone(), cfg.client_secret.clone()),
-            None => {
+        // Refresh tokens are asked for where the server lists `offline_access` (MCP
+        // authorization, "scope selection"); with a configured issuer the scopes are the
+        // user's, as in the original tool.
+        let offline =
+            cfg.issuer.is_none() && cfg.grant != GrantKind::ClientCredentials && metadata.offers_offline_access();
+        if offline && !scopes.iter().any(|s| s == "offline_access") {
+            scopes.push("offline_access".into());
+        }
+        let choice = registration::choose_client(
+            cfg.client_id.as_deref(),
+            cfg.client_auth.metadata_url.as_deref(),
+            metadata.client_id_metadata_document_supported,
+        );
+        let (client_id, client_secret, auth_method) = match choice {
+            registration::ClientChoice::Configured(id) => (id, cfg.client_secret.clone(), None),
+            registration::ClientChoice::MetadataDocument(url) => {
+                tracing::debug!("using the client ID metadata document `{url}` as the client ID");
+                (url, None, None)
+            }
+            registration::ClientChoice::Register => {
                 let redirect = cfg.redirect_url.as_str().to_string();
                 // A cached registration is used as it is (its refresh token belongs to it);
                 // `fresh_registration_needed` decides before a login whether to register anew.
@@ -494,13 +638,13 @@ impl TokenManager {
                         // Ask for the device grant too when the server has one: the proxy may
                         // need it later (an SSH session, no display).
                         let device = cfg.grant != GrantKind::ClientCredentials
-                            && metadata.additional_metadata().device_authorization_endpoint.is_some();
+                            && metadata.device_authorization_endpoint.is_some();
                         let r = registration::register(self.http(), &metadata, &redirect, device).await?;
                         inner.discovered.registration = Some(r.clone());
                         r
                     }
                 };
-                (reg.client_id, reg.client_secret)
+                (reg.client_id, reg.client_secret, reg.auth_method)
             }
         };
         let p = Arc::new(grant::Provider::new(
@@ -511,27 +655,15 @@ impl TokenManager {
             scopes,
             cfg.clone(),
         ));
+        if let Some(m) = auth_method.as_deref() {
+            p.use_auth_method(m);
+        }
         *self.provider.lock().unwrap() = Some(p.clone());
         Ok(p)
     }
 
-    /// Refresh with retries on network errors (never a login for a blip).
+    /// Refresh; transient failures are tried again inside (never a login for a blip).
     async fn refresh(&self, provider: &grant::Provider, rt: &Secret<String>) -> Result<Tokens, AuthError> {
-        let mut delay = Duration::from_millis(500);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match provider.refresh(self.http(), rt).await {
-                Err(AuthError::Network(e)) if attempt < 4 => {
-                    tracing::warn!(
-                        "refreshing the access token failed ({e}); retrying in {}s",
-                        delay.as_secs_f32()
-                    );
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-                other => return other,
-            }
-        }
+        provider.refresh(self.http(), rt).await
     }
 }

@@ -1,6 +1,8 @@
-//! Dynamic client registration (RFC 7591) for authorization servers that offer it when no
-//! client ID is configured: a public native client with our loopback redirect URI. The result
-//! is cached with the tokens and redone when the redirect URI changes or the server forgot us.
+//! Which client the proxy is, and dynamic client registration (RFC 7591). The order: a
+//! configured client ID; else a client ID metadata document URL (SEP-991) when the
+//! authorization server supports them; else registration as a public native client with our
+//! loopback redirect URI, cached with the tokens and redone when the redirect URI changes or
+//! the server forgot us.
 
 use super::discovery::Metadata;
 use super::AuthError;
@@ -16,6 +18,10 @@ pub struct Registration {
     /// Registered with the device authorization grant.
     #[serde(default)]
     pub device: bool,
+    /// How the server says this client authenticates at its token endpoint (RFC 7591
+    /// `token_endpoint_auth_method`), when it said so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_method: Option<String>,
 }
 
 impl std::fmt::Debug for Registration {
@@ -24,6 +30,33 @@ impl std::fmt::Debug for Registration {
             .field("client_id", &self.client_id)
             .field("redirect_uri", &self.redirect_uri)
             .finish()
+    }
+}
+
+/// Where the client ID comes from.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientChoice {
+    /// `--oidc-client-id` (an `https://` one may itself be a metadata document URL).
+    Configured(String),
+    /// `--client-metadata-url`, and the server says it takes such URLs as client IDs.
+    MetadataDocument(String),
+    /// Neither: register (RFC 7591).
+    Register,
+}
+
+/// The client to use: configured → metadata document (when `cimd_supported`, the server's
+/// `client_id_metadata_document_supported`) → dynamic registration.
+pub fn choose_client(configured: Option<&str>, metadata_url: Option<&str>, cimd_supported: bool) -> ClientChoice {
+    match (configured, metadata_url) {
+        (Some(id), _) => ClientChoice::Configured(id.to_string()),
+        (None, Some(url)) if cimd_supported => ClientChoice::MetadataDocument(url.to_string()),
+        (None, Some(url)) => {
+            tracing::info!(
+                "the authorization server does not support client ID metadata documents; not using `{url}`, registering instead"
+            );
+            ClientChoice::Register
+        }
+        (None, None) => ClientChoice::Register,
     }
 }
 
@@ -42,6 +75,8 @@ struct Response {
     client_id: String,
     #[serde(default)]
     client_secret: Option<String>,
+    #[serde(default)]
+    token_endpoint_auth_method: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -59,7 +94,8 @@ pub async fn register(
     device: bool,
 ) -> Result<Registration, AuthError> {
     let endpoint = metadata
-        .registration_endpoint()
+        .registration_endpoint
+        .clone()
         .ok_or_else(|| AuthError::TokenRefused {
             error: "no_client_id".into(),
             description: Some(
@@ -79,17 +115,17 @@ pub async fn register(
         token_endpoint_auth_method: "none",
     };
     let resp = http
-        .post(endpoint.url().clone())
+        .post(endpoint)
         .header(reqwest::header::ACCEPT, "application/json")
         .json(&request)
         .send()
         .await
-        .map_err(|e| AuthError::Network(format!("client registration failed: {}", crate::bridge::describe(&e))))?;
+        .map_err(|e| AuthError::Network(format!("client registration failed: {}", crate::http::describe(&e))))?;
     let status = resp.status();
     let body = resp
         .bytes()
         .await
-        .map_err(|e| AuthError::Network(crate::bridge::describe(&e)))?;
+        .map_err(|e| AuthError::Network(crate::http::describe(&e)))?;
     if !status.is_success() {
         return Err(match serde_json::from_slice::<ErrorBody>(&body) {
             Ok(e) => AuthError::TokenRefused {
@@ -110,5 +146,41 @@ pub async fn register(
         client_secret: r.client_secret.map(Secret::new),
         redirect_uri: redirect.to_string(),
         device,
+        auth_method: r.token_endpoint_auth_method,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_selection_order() {
+        const DOC: &str = "https://app.example/client.json";
+        use ClientChoice::*;
+        for (configured, doc, supported, want) in [
+            // A configured client ID always wins, metadata document or not.
+            (
+                Some("pre-registered"),
+                Some(DOC),
+                true,
+                Configured("pre-registered".into()),
+            ),
+            (Some("pre-registered"), None, false, Configured("pre-registered".into())),
+            // An https client ID is used as it is (it is a metadata document URL already).
+            (Some(DOC), None, true, Configured(DOC.into())),
+            // Else the metadata document, when the server takes such client IDs ...
+            (None, Some(DOC), true, MetadataDocument(DOC.into())),
+            // ... and registration when it does not, or when there is none.
+            (None, Some(DOC), false, Register),
+            (None, None, true, Register),
+            (None, None, false, Register),
+        ] {
+            assert_eq!(
+                choose_client(configured, doc, supported),
+                want,
+                "{configured:?} {doc:?} {supported}"
+            );
+        }
+    }
 }

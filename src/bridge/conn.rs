@@ -1,12 +1,13 @@
 //! What both transports share: the HTTP client, the backend URL, static headers, and the
-//! token source; plus how a failure is answered to the client.
+//! token source (asked through [`TokenSource`] only); plus how a failure is answered to the
+//! client.
 
 use super::message::Msg;
 use super::stdio::Out;
-use crate::auth::TokenManager;
 use crate::config::Config;
 use crate::secret::Secret;
 use crate::shutdown::Shutdown;
+use crate::token_source::{Refusal, TokenSource, Unavailable};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use std::sync::Arc;
@@ -17,13 +18,13 @@ pub struct Conn {
     pub http: reqwest::Client,
     pub url: Url,
     pub headers: HeaderMap,
-    pub auth: Option<Arc<TokenManager>>,
+    pub auth: Arc<dyn TokenSource>,
     pub out: Out,
     pub shutdown: Shutdown,
 }
 
 impl Conn {
-    pub fn new(config: &Config, http: reqwest::Client, url: Url, auth: Option<Arc<TokenManager>>, out: Out) -> Self {
+    pub fn new(config: &Config, http: reqwest::Client, url: Url, auth: Arc<dyn TokenSource>, out: Out) -> Self {
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
             if let (Ok(n), Ok(mut v)) = (
@@ -44,44 +45,21 @@ impl Conn {
         }
     }
 
-    /// The current bearer token, if this proxy logs in (waits for a login in progress).
-    pub async fn bearer(&self) -> Result<Option<Secret<String>>, crate::auth::AuthError> {
-        match &self.auth {
-            Some(a) => a.access_token().await.map(Some),
-            None => Ok(None),
-        }
+    /// The bearer token to send, if any (waits for a login in progress).
+    pub async fn bearer(&self) -> Result<Option<Secret<String>>, Unavailable> {
+        self.auth.token().await
     }
 
-    /// Tell the token source that the server refused this token (HTTP 401).
-    pub async fn rejected(&self, token: &Option<Secret<String>>) -> bool {
-        match (&self.auth, token) {
-            (Some(a), Some(t)) => {
-                a.rejected(t).await;
-                true
-            }
-            _ => false,
-        }
+    /// The server answered 401 to a request sent with `token`: true if it should be sent
+    /// again (the token source has a new token, or now knows where to log in).
+    pub async fn rejected(&self, token: &Option<Secret<String>>, resp: &reqwest::Response) -> bool {
+        self.auth.refused(Refusal::from_response(token.as_ref(), resp)).await
     }
 
-    /// A 403 `insufficient_scope` challenge: ask the token source for a login with the
-    /// scopes the server names. True if the request should be retried.
+    /// The server answered 403 (a step-up to more scopes, when it says
+    /// `insufficient_scope`): true if the request should be sent again.
     pub async fn step_up(&self, token: &Option<Secret<String>>, resp: &reqwest::Response) -> bool {
-        let (Some(auth), Some(token)) = (&self.auth, token) else {
-            return false;
-        };
-        for h in resp.headers().get_all(reqwest::header::WWW_AUTHENTICATE) {
-            let params = crate::auth::discovery::challenge_params(h.to_str().unwrap_or(""));
-            let error = params.iter().find(|(k, _)| k == "error").map(|(_, v)| v.as_str());
-            if error == Some("insufficient_scope") {
-                let scopes: Vec<String> = params
-                    .iter()
-                    .find(|(k, _)| k == "scope")
-                    .map(|(_, v)| v.split_whitespace().map(str::to_string).collect())
-                    .unwrap_or_default();
-                return auth.step_up(token, &scopes).await;
-            }
-        }
-        false
+        self.auth.refused(Refusal::from_response(token.as_ref(), resp)).await
     }
 
     /// A request to `url` (which must be the backend's origin) with static headers and token.
@@ -115,30 +93,5 @@ impl Conn {
             tracing::debug!("answering id {id} with error {code}: {text}");
             self.out.error(Some(id), code, text);
         }
-    }
-}
-
-/// Describe a reqwest error in one line, without its URL (the caller names the server).
-pub fn describe(e: &reqwest::Error) -> String {
-    use std::error::Error as _;
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_decode() || e.is_body() {
-        "the reply broke off"
-    } else {
-        "request failed"
-    };
-    // The innermost cause is the one that says what happened ("Connection refused").
-    let mut cause = None;
-    let mut src = e.source();
-    while let Some(inner) = src {
-        cause = Some(inner.to_string());
-        src = inner.source();
-    }
-    match cause {
-        Some(c) => format!("{what} ({c})"),
-        None => what.to_string(),
     }
 }

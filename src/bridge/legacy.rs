@@ -80,7 +80,7 @@ impl Legacy {
                 .send()
                 .await
                 .map_err(|e| format!("cannot reach the MCP server at {}: {}", self.conn.url, describe(&e)))?;
-            if r.status() == StatusCode::UNAUTHORIZED && auth_retry && self.conn.rejected(&token).await {
+            if r.status() == StatusCode::UNAUTHORIZED && auth_retry && self.conn.rejected(&token, &r).await {
                 auth_retry = false;
                 continue;
             }
@@ -113,7 +113,7 @@ impl Legacy {
                         format!("cannot reach the MCP server at {}: {}", self.conn.url, describe(&e)),
                     )
                 })?;
-            if r.status() == StatusCode::UNAUTHORIZED && auth_retry && self.conn.rejected(&token).await {
+            if r.status() == StatusCode::UNAUTHORIZED && auth_retry && self.conn.rejected(&token, &r).await {
                 auth_retry = false;
                 continue;
             }
@@ -226,7 +226,7 @@ async fn read_loop(
             }
             st.pending.remove(&key);
         }
-        conn.out.json_text(bytes::Bytes::from(data));
+        conn.out.server_message(bytes::Bytes::from(data), &env);
     }
     // The stream ended: everyone still waiting gets an answer, and the next message reconnects.
     let pending: Vec<String> = {

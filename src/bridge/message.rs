@@ -14,6 +14,10 @@ pub mod codes {
     pub const BACKEND: i64 = -32000;
     /// No valid token could be obtained (login failed, denied or timed out).
     pub const AUTH: i64 = -32001;
+    /// The server's answer is larger than the client can read (`--max-output-bytes`).
+    /// Outside JSON-RPC's reserved range (-32768 to -32000): it is the proxy's, not the
+    /// server's, and no MCP code means the same.
+    pub const TOO_LARGE: i64 = -31000;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +38,8 @@ pub struct Msg {
     pub kind: Kind,
     /// For a batch: the ids of its requests.
     pub batch_ids: Vec<Value>,
+    /// A request's `params._meta.progressToken`: progress about it may come.
+    pub progress_token: Option<Value>,
 }
 
 impl Msg {
@@ -72,11 +78,113 @@ pub(crate) struct Envelope {
     pub result: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     pub error: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    pub params: Option<Tokens>,
 }
 
 impl Envelope {
     pub fn is_response(&self) -> bool {
         self.method.is_none() && (self.result.is_some() || self.error.is_some())
+    }
+
+    /// `params.progressToken`: a message about the request that gave this token.
+    pub fn progress_token(&self) -> Option<&Value> {
+        self.params.as_ref()?.progress.as_ref()
+    }
+
+    /// `params._meta.progressToken`: a request that asks for progress under this token.
+    pub fn meta_progress_token(&self) -> Option<&Value> {
+        self.params.as_ref()?.meta.as_ref()
+    }
+}
+
+/// The progress tokens in `params`, if it is an object; anything else (an array, a future
+/// shape) is skipped without failing the message.
+#[derive(Default)]
+pub(crate) struct Tokens {
+    progress: Option<Value>,
+    meta: Option<Value>,
+}
+
+impl<'de> Deserialize<'de> for Tokens {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, Visitor};
+        /// `_meta`: only its `progressToken`.
+        struct Meta(Option<Value>);
+        impl<'de> Deserialize<'de> for Meta {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any(Fields(true)).map(|t| Meta(t.progress))
+            }
+        }
+        /// A key of interest, told apart without allocating.
+        enum Key {
+            Progress,
+            Meta,
+            Other,
+        }
+        impl<'de> Deserialize<'de> for Key {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl Visitor<'_> for V {
+                    type Value = Key;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("a key")
+                    }
+                    fn visit_str<E>(self, k: &str) -> Result<Key, E> {
+                        Ok(match k {
+                            "progressToken" => Key::Progress,
+                            "_meta" => Key::Meta,
+                            _ => Key::Other,
+                        })
+                    }
+                }
+                d.deserialize_identifier(V)
+            }
+        }
+        /// Visits an object for `progressToken` (and, unless `meta`, `_meta`).
+        struct Fields(bool);
+        impl<'de> Visitor<'de> for Fields {
+            type Value = Tokens;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Tokens, A::Error> {
+                let mut t = Tokens::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::Progress => t.progress = Some(map.next_value()?),
+                        Key::Meta if !self.0 => t.meta = map.next_value::<Meta>()?.0,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(t)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Tokens, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Tokens::default())
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Tokens, E> {
+                Ok(Tokens::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Tokens, E> {
+                Ok(Tokens::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Tokens, E> {
+                Ok(Tokens::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Tokens, E> {
+                Ok(Tokens::default())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Tokens, E> {
+                Ok(Tokens::default())
+            }
+            fn visit_unit<E>(self) -> Result<Tokens, E> {
+                Ok(Tokens::default())
+            }
+        }
+        d.deserialize_any(Fields(false))
     }
 }
 
@@ -106,12 +214,17 @@ pub fn classify(body: Bytes) -> Result<Msg, (Option<Value>, i64, String)> {
             ))
         }
     };
+    let progress_token = match kind {
+        Kind::Request => env.meta_progress_token().cloned(),
+        _ => None,
+    };
     Ok(Msg {
         body,
         id: env.id,
         method: env.method,
         kind,
         batch_ids: vec![],
+        progress_token,
     })
 }
 
@@ -188,6 +301,44 @@ mod tests {
         for (input, want) in rows {
             assert_eq!(&kind(input), want, "{input}");
         }
+    }
+
+    #[test]
+    fn progress_tokens_are_found_where_they_belong() {
+        let env = |s: &str| serde_json::from_str::<Envelope>(s).unwrap();
+        // (message, params.progressToken, params._meta.progressToken) with the reason per row.
+        let rows: &[(&str, Option<Value>, Option<Value>)] = &[
+            // A request asking for progress.
+            (
+                r#"{"id":1,"method":"tools/call","params":{"name":"x","_meta":{"progressToken":7}}}"#,
+                None,
+                Some(7.into()),
+            ),
+            // The notification about it.
+            (
+                r#"{"method":"notifications/progress","params":{"progressToken":"t","progress":1}}"#,
+                Some("t".into()),
+                None,
+            ),
+            // By-position params and odd shapes are skipped, not refused.
+            (r#"{"id":1,"method":"m","params":[1,{"progressToken":2}]}"#, None, None),
+            (r#"{"id":1,"method":"m","params":"s"}"#, None, None),
+            (r#"{"id":1,"method":"m","params":{"_meta":[1]}}"#, None, None),
+            (r#"{"id":1,"result":{"progressToken":3}}"#, None, None), // results are not params
+        ];
+        for (msg, token, meta) in rows {
+            let e = env(msg);
+            assert_eq!(
+                (e.progress_token(), e.meta_progress_token()),
+                (token.as_ref(), meta.as_ref()),
+                "{msg}"
+            );
+        }
+        let m = classify(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"_meta":{"progressToken":3}}}"#,
+        ))
+        .unwrap();
+        assert_eq!(m.progress_token, Some(3.into()));
     }
 
     #[test]

@@ -4,13 +4,15 @@
 //! request from stdin gets an answer: on any failure, a JSON-RPC error with the same id.
 
 mod conn;
+pub mod host;
 pub mod legacy;
 mod message;
 pub mod sse;
 pub mod stdio;
 pub mod streamable;
 
-pub use conn::{describe, Conn};
+pub use crate::http::describe;
+pub use conn::Conn;
 pub(crate) use message::Envelope;
 pub use message::{classify, codes, Kind, Msg, Waiting};
 
@@ -93,6 +95,7 @@ pub async fn run(config: &Config, conn: Arc<Conn>, mut input: mpsc::Receiver<Inp
             tracing::debug!("→ {}", msg.label());
             let is_init = msg.method.as_deref() == Some("initialize");
             if msg.is_request() && !is_init {
+                out.expect_progress(&msg);
                 // Requests run side by side, each within `--request-timeout` if set.
                 let b = backend.clone();
                 let (conn, limit) = (conn.clone(), config.request_timeout);
@@ -248,6 +251,7 @@ fn split(line: Bytes, out: &Out, keep_batches: bool) -> Vec<Msg> {
                     method: None,
                     kind: Kind::Batch,
                     batch_ids,
+                    progress_token: None,
                 }];
             }
             Ok(items) => items

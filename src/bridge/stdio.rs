@@ -1,6 +1,7 @@
 //! Local stdio framing. One thread reads stdin (blocking, size-limited lines); one thread
 //! owns stdout and is its only writer. Every line written is one compact JSON-RPC message.
 
+use super::{codes, host, Envelope, Msg};
 use std::io::{BufRead, Write};
 use tokio::sync::mpsc;
 
@@ -47,7 +48,7 @@ fn threads_only() -> bool {
 
 /// The file type bits (`S_IFSOCK`, `S_IFIFO`, ...) of a descriptor, if `fstat` works on it.
 #[cfg(unix)]
-fn file_type(fd: i32) -> Option<libc::mode_t> {
+pub(super) fn file_type(fd: i32) -> Option<libc::mode_t> {
     // SAFETY: fstat into a zeroed, owned buffer.
     unsafe {
         let mut st: libc::stat = std::mem::zeroed();
@@ -270,11 +271,27 @@ fn finish(mut line: Vec<u8>, seen: usize, max: usize) -> Option<Input> {
     Some(Input::Line(line))
 }
 
+/// JSON text as one line: JSON strings cannot hold raw newlines, so any CR/LF is whitespace
+/// between tokens and is dropped.
+fn one_line(text: bytes::Bytes) -> bytes::Bytes {
+    if memchr::memchr2(b'\n', b'\r', &text).is_some() {
+        text.iter()
+            .copied()
+            .filter(|&b| b != b'\n' && b != b'\r')
+            .collect::<Vec<u8>>()
+            .into()
+    } else {
+        text
+    }
+}
+
 enum OutMsg {
     /// One message; the writer adds the newline.
     Line(bytes::Bytes),
     /// Bytes written as they are: the rest of a message whose start went out directly.
     Rest(bytes::Bytes),
+    /// One message written once the client has read everything before it (see [`host`]).
+    Held(bytes::Bytes),
     Flush(std::sync::mpsc::SyncSender<()>),
 }
 
@@ -289,12 +306,13 @@ enum OutMsg {
 pub struct Out {
     tx: std::sync::mpsc::Sender<OutMsg>,
     direct: Option<std::sync::Arc<direct::Direct>>,
+    host: std::sync::Arc<host::Host>,
 }
 
 impl Out {
     /// Start the writer thread on `w`. `on_broken` runs once if a write fails (client gone).
     pub fn spawn<W: Write + Send + 'static>(w: W, on_broken: impl FnOnce() + Send + 'static) -> Out {
-        Self::start(w, on_broken, None)
+        Self::start(w, on_broken, None, None)
     }
 
     /// The process's stdout, with direct writes where the platform and the descriptor allow.
@@ -304,16 +322,20 @@ impl Out {
             Some(d) => tracing::debug!("stdout: {}, written directly when that cannot block", d.describe()),
             None => tracing::debug!("stdout: written on a thread"),
         }
-        Self::start(std::io::stdout(), on_broken, direct)
+        Self::start(std::io::stdout(), on_broken, direct, Some(1))
     }
 
+    /// `fd`: the descriptor `w` writes to, asked how much is unread before a held line.
     fn start<W: Write + Send + 'static>(
         w: W,
         on_broken: impl FnOnce() + Send + 'static,
         direct: Option<direct::Direct>,
+        fd: Option<i32>,
     ) -> Out {
         let direct = direct.map(std::sync::Arc::new);
         let queued = direct.clone();
+        let unread = host::Unread::of(fd);
+        let mut patience = host::Patience::default();
         let (tx, rx) = std::sync::mpsc::channel::<OutMsg>();
         std::thread::Builder::new()
             .name("stdout".into())
@@ -339,7 +361,17 @@ impl Out {
                                     broken = true;
                                 }
                             }
-                            OutMsg::Line(_) | OutMsg::Rest(_) => written += 1,
+                            OutMsg::Held(l) if !broken => {
+                                written += 1;
+                                broken = w.flush().is_err();
+                                if let Some(u) = unread.filter(|_| !broken) {
+                                    patience.wait(u);
+                                }
+                                if broken || w.write_all(&l).and_then(|_| w.write_all(b"\n")).is_err() {
+                                    broken = true;
+                                }
+                            }
+                            OutMsg::Line(_) | OutMsg::Rest(_) | OutMsg::Held(_) => written += 1,
                             OutMsg::Flush(ack) => {
                                 if !broken && w.flush().is_err() {
                                     broken = true;
@@ -364,7 +396,74 @@ impl Out {
                 let _ = w.flush();
             })
             .expect("spawn stdout thread");
-        Out { tx, direct }
+        Out {
+            tx,
+            direct,
+            host: std::sync::Arc::new(host::Host::new(host::DEFAULT_MAX_OUTPUT)),
+        }
+    }
+
+    /// The largest line the client takes (`--max-output-bytes`; 0: no limit).
+    pub fn set_max_output(&self, n: usize) {
+        self.host.set_max_output(n);
+    }
+
+    /// A client request that may get progress notifications (see [`host`]).
+    pub fn expect_progress(&self, msg: &Msg) {
+        if let (Some(id), Some(token)) = (&msg.id, &msg.progress_token) {
+            self.host.expect_progress(id, token);
+        }
+    }
+
+    /// A line written once the client has read everything before it.
+    fn send_held(&self, line: bytes::Bytes) {
+        if let Some(d) = &self.direct {
+            let _order = d.lock.lock().unwrap_or_else(|e| e.into_inner());
+            d.queue();
+            let _ = self.tx.send(OutMsg::Held(line));
+        } else {
+            let _ = self.tx.send(OutMsg::Held(line));
+        }
+    }
+
+    /// Write a message from the server (JSON text known to be valid UTF-8, parsed as `env`),
+    /// without a copy: within `--max-output-bytes`, and an answer after the progress about
+    /// its request has been read.
+    pub(crate) fn server_message(&self, text: bytes::Bytes, env: &Envelope) {
+        let line = one_line(text);
+        let max = self.host.max_output();
+        if max > 0 && line.len() > max {
+            return self.too_large(line.len(), max, env);
+        }
+        if let Some(token) = env.progress_token() {
+            self.host.progress_written(token);
+        }
+        match &env.id {
+            Some(id) if env.is_response() && self.host.answering(id) => self.send_held(line),
+            _ => self.send(line),
+        }
+    }
+
+    fn too_large(&self, n: usize, max: usize, env: &Envelope) {
+        match (&env.method, &env.id) {
+            (None, Some(id)) => {
+                tracing::warn!("the MCP server's answer to id {id} is {n} bytes, over the limit of {max} (--max-output-bytes); the client gets an error instead");
+                self.error(
+                    Some(id),
+                    codes::TOO_LARGE,
+                    &format!("the MCP server's answer is {n} bytes, more than the limit of {max} bytes for one message to this client (--max-output-bytes; MCP clients on stdio commonly stop at 10 MiB)"),
+                );
+            }
+            (Some(m), Some(id)) => tracing::warn!(
+                "dropped the MCP server's request `{m}` (id {id}): {n} bytes, over the limit of {max} (--max-output-bytes)"
+            ),
+            (Some(m), None) => tracing::warn!(
+                "dropped the MCP server's notification `{m}`: {n} bytes, over the limit of {max} (--max-output-bytes)"
+            ),
+            (None, None) => {
+                tracing::warn!("dropped a message from the MCP server: {n} bytes, over the limit of {max} (--max-output-bytes)")
+            }
+        }
     }
 
     fn send(&self, line: bytes::Bytes) {
@@ -404,25 +503,26 @@ impl Out {
     /// JSON strings cannot hold raw newlines, so any CR/LF is whitespace between tokens and
     /// is dropped to keep one message per line.
     pub fn json_text(&self, text: bytes::Bytes) {
-        let line = if memchr::memchr2(b'\n', b'\r', &text).is_some() {
-            text.iter()
-                .copied()
-                .filter(|&b| b != b'\n' && b != b'\r')
-                .collect::<Vec<u8>>()
-                .into()
-        } else {
-            text
-        };
-        self.send(line);
+        self.send(one_line(text));
     }
 
     /// A JSON-RPC error response for `id` (null when the request could not be parsed).
     pub fn error(&self, id: Option<&serde_json::Value>, code: i64, message: &str) {
-        self.value(&serde_json::json!({
+        self.answer(id, serde_json::json!({ "code": code, "message": message }));
+    }
+
+    /// A JSON-RPC error response for `id` with this error object (the server's own, say).
+    pub fn answer(&self, id: Option<&serde_json::Value>, error: serde_json::Value) {
+        let v = serde_json::json!({
             "jsonrpc": "2.0",
             "id": id.cloned().unwrap_or(serde_json::Value::Null),
-            "error": { "code": code, "message": message },
-        }));
+            "error": error,
+        });
+        let Ok(s) = serde_json::to_vec(&v) else { return };
+        match id {
+            Some(id) if self.host.answering(id) => self.send_held(s.into()),
+            _ => self.send(s.into()),
+        }
     }
 
     /// Wait (bounded) until everything sent so far has been written and flushed.
@@ -631,7 +731,11 @@ mod tests {
     #[test]
     fn json_text_drops_line_breaks_between_tokens() {
         let (tx, rx) = std::sync::mpsc::channel();
-        let out = Out { tx, direct: None };
+        let out = Out {
+            tx,
+            direct: None,
+            host: Default::default(),
+        };
         out.json_text(bytes::Bytes::from_static(b"{\n  \"a\": \"x\\ny\"\r\n}"));
         match rx.recv().unwrap() {
             OutMsg::Line(l) => assert_eq!(&l[..], b"{  \"a\": \"x\\ny\"}"),
@@ -715,7 +819,7 @@ mod tests {
         assert_eq!(d.describe(), "a socket");
         // SAFETY: a second descriptor for the writer thread, closed when it ends.
         let file = unsafe { std::fs::File::from_raw_fd(libc::dup(a)) };
-        let out = Out::start(file, || {}, Some(d));
+        let out = Out::start(file, || {}, Some(d), None);
         // Nobody reads yet: the big line fills the socket and its rest goes to the writer
         // thread. Then the reader starts, so the socket has room again now and then while
         // that rest is still being written: the later lines must wait for it all the same.

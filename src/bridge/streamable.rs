@@ -157,7 +157,7 @@ impl Streamable {
                 }
             };
             let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED && auth_retry && self.conn.rejected(&token).await {
+            if status == StatusCode::UNAUTHORIZED && auth_retry && self.conn.rejected(&token, &resp).await {
                 auth_retry = false;
                 continue;
             }
@@ -277,8 +277,7 @@ impl Streamable {
             // A JSON-RPC error from the server is passed on under the request's id.
             if let Ok(v) = serde_json::from_slice::<Value>(&body) {
                 if let Some(err) = v.get("error").filter(|e| e.get("message").is_some()) {
-                    let reply = serde_json::json!({"jsonrpc": "2.0", "id": msg.id, "error": err});
-                    return self.conn.out.value(&reply);
+                    return self.conn.out.answer(msg.id.as_ref(), err.clone());
                 }
             }
         }
@@ -333,7 +332,7 @@ impl Streamable {
                 _ => "message".into(),
             }
         );
-        self.conn.out.json_text(text);
+        self.conn.out.server_message(text, &env);
     }
 
     /// Read an SSE response to its end, delivering every message and noting answers.
@@ -386,7 +385,7 @@ impl Streamable {
                     }
                 }
                 Ok(r) if r.status() == StatusCode::UNAUTHORIZED => {
-                    self.conn.rejected(&token).await;
+                    self.conn.rejected(&token, &r).await;
                 }
                 Ok(r) => {
                     tracing::debug!("resuming got HTTP {}", r.status().as_u16());
@@ -469,7 +468,7 @@ impl Streamable {
                     return;
                 }
                 Ok(r) if r.status() == StatusCode::UNAUTHORIZED => {
-                    self.conn.rejected(&token).await;
+                    self.conn.rejected(&token, &r).await;
                     failures += 1;
                 }
                 Ok(r) if r.status().is_success() && sse::is_event_stream(&r) => {
@@ -519,7 +518,7 @@ impl Streamable {
         let resp = loop {
             let token = self.conn.bearer().await.map_err(|e| e.to_string())?;
             let r = self.post(body.clone(), None, &token).await.map_err(|e| describe(&e))?;
-            if r.status() == StatusCode::UNAUTHORIZED && auth_retry && self.conn.rejected(&token).await {
+            if r.status() == StatusCode::UNAUTHORIZED && auth_retry && self.conn.rejected(&token, &r).await {
                 auth_retry = false;
                 continue;
             }
@@ -584,10 +583,7 @@ impl Streamable {
         if snap.session.is_none() {
             return;
         }
-        let token = match &self.conn.auth {
-            Some(a) => a.cached_token(),
-            None => None,
-        };
+        let token = self.conn.auth.current();
         let req = self
             .build(Method::DELETE, Some(&snap), &token)
             .timeout(Duration::from_secs(2));

@@ -107,6 +107,8 @@ impl Walk {
 /// What the walk learned that later steps need.
 #[derive(Default)]
 struct Learned {
+    /// The 401 challenge, where the server's metadata is found.
+    challenge: discovery::Challenge,
     /// The `scope` of the 401 challenge: what the server asks for (its metadata's
     /// `scopes_supported` is only what it knows).
     challenge_scopes: Vec<String>,
@@ -193,14 +195,14 @@ async fn steps(config: &Config, walk: &mut Walk) -> bool {
     );
     let Some(auth) = config.auth.clone() else {
         walk.skip("login", "no login configured (static headers)");
-        let mcp = mcp_exchange(config, None, &backend_http).await;
+        let mcp = mcp_exchange(config, Arc::new(crate::token_source::NoToken), &backend_http).await;
         mcp_step(walk, mcp, false);
         return true;
     };
     challenge_step(walk, &probe, &mut learned);
 
     // 3. Protected resource metadata (RFC 9728).
-    match discovery::protected_resource(&auth_http, &backend).await {
+    match discovery::protected_resource(&auth_http, &backend, &learned.challenge).await {
         Ok(info) => {
             learned.resource = Some(info.resource.clone().unwrap_or_else(|| backend.to_string()));
             let named = info.authorization_servers.join(", ");
@@ -245,7 +247,9 @@ async fn steps(config: &Config, walk: &mut Walk) -> bool {
 
     // 4. Authorization server metadata, and the clock against its `Date`.
     let (document, date) = metadata_document(&auth_http, &issuer).await;
-    match discovery::authorization_server(&auth_http, &issuer).await {
+    // Strict: the metadata must be there (the proxy itself falls back to default endpoints
+    // for servers of the 2025-03-26 revision).
+    match discovery::authorization_server(&auth_http, &issuer, false).await {
         Ok(_) => walk.ok("authorization server", format!("`{issuer}` publishes its metadata")),
         Err(e) => {
             let named = document
@@ -340,7 +344,7 @@ async fn steps(config: &Config, walk: &mut Walk) -> bool {
             tm.cache().kind().name()
         ),
     );
-    let mcp = mcp_exchange(config, Some(tm), &backend_http).await;
+    let mcp = mcp_exchange(config, tm, &backend_http).await;
     let verdict = token_verdict(&tokens, &learned, &backend);
     mcp_step(walk, mcp, matches!(verdict, Verdict::Fail(..)));
     let step = "token audience and scopes";
@@ -429,6 +433,7 @@ fn challenge_step(walk: &mut Walk, probe: &reqwest::Response, learned: &mut Lear
         .iter()
         .filter_map(|h| h.to_str().ok().map(str::to_string))
         .collect();
+    learned.challenge = discovery::Challenge::parse(&headers);
     let bearer = headers
         .iter()
         .find(|h| h.trim_start().to_ascii_lowercase().starts_with("bearer"));
@@ -645,7 +650,7 @@ fn clock_step(walk: &mut Walk, date: Option<std::time::SystemTime>, issuer: &str
 /// obtained: what the server said, or what went wrong.
 async fn mcp_exchange(
     config: &Config,
-    tm: Option<Arc<TokenManager>>,
+    tm: Arc<dyn crate::token_source::TokenSource>,
     http: &reqwest::Client,
 ) -> Result<String, String> {
     let url = config.backend_url.clone().expect("setup needs a backend");

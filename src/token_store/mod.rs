@@ -273,6 +273,7 @@ mod tests {
             backend: None,
             grant: GrantKind::Auto,
             authorize_params: vec![],
+            client_auth: Default::default(),
         }
     }
 
