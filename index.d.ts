@@ -31,6 +31,8 @@ export interface ProxyOptions {
   authorizeParams?: string[] | Record<string, string>
   /** Token cache folder (`--cache-dir`, `MCP_PROXY_CACHE_DIR`; default `~/.fastmcp/oauth-mcp-client-cache`). */
   cacheDir?: string
+  /** Where tokens are kept (`--token-store`, `MCP_PROXY_TOKEN_STORE`): `file` (default), `keychain` (the OS credential store) or `memory`. */
+  tokenStore?: 'file' | 'keychain' | 'memory'
   /** Extra headers for every backend request (`--header`): `["Name: value"]` or `{ Name: "value" }`. */
   headers?: string[] | Record<string, string>
   /** Backend transport (`--transport`, `MCP_PROXY_TRANSPORT`; default `auto`). */
@@ -96,6 +98,8 @@ export interface LoginStatus {
   expired: boolean | null
   hasRefreshToken: boolean | null
   cacheFile: string | null
+  /** The store in use (`file` when a keychain fell back). */
+  tokenStore: 'file' | 'keychain' | 'memory'
 }
 
 /**

@@ -45,6 +45,7 @@ const OPTIONS = {
   noResource: ['--no-resource', 'flag'],
   authorizeParams: ['--authorize-param', 'pairs'],
   cacheDir: ['--cache-dir', 'value'],
+  tokenStore: ['--token-store', 'value'],
   headers: ['--header', 'list'],
   transport: ['--transport', 'value'],
   protocol: ['--protocol', 'value'],

@@ -78,15 +78,9 @@ pub async fn logout(argv: Vec<String>, all: bool) -> Result<Value, Error> {
     Ok(json!({ "removed": usize::from(removed) }))
 }
 
-/// Remove every cached login in the configured cache folder: (folder, how many).
-pub fn remove_all_logins(config: &Config) -> Result<(std::path::PathBuf, usize), Error> {
-    let dir = config
-        .cache_dir
-        .clone()
-        .ok_or_else(|| Error::Runtime("no cache folder (no home directory)".into()))?;
-    let n =
-        token_cache::remove_all(&dir).map_err(|e| Error::Runtime(format!("cannot clear `{}`: {e}", dir.display())))?;
-    Ok((dir, n))
+/// Remove every cached login of the configured store: (where, how many).
+pub fn remove_all_logins(config: &Config) -> Result<(String, usize), Error> {
+    crate::token_store::remove_all(config).map_err(Error::Runtime)
 }
 
 /// Remove one configuration's cached login, on disk and in memory. True if there was one.
@@ -115,6 +109,7 @@ pub async fn status_report(m: &TokenManager, tokens: Option<&Tokens>) -> Value {
         "expired": tokens.map(|t| t.expires_at.is_some_and(|e| e <= now)),
         "hasRefreshToken": tokens.map(|t| t.refresh_token.is_some()),
         "cacheFile": m.cache().path().map(|p| p.display().to_string()),
+        "tokenStore": m.cache().kind().name(),
     })
 }
 

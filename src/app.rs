@@ -50,6 +50,7 @@ async fn dispatch(argv: Vec<String>) -> Result<ExitCode, Error> {
         }
         Invocation::Status { config, json } => status(config, json).await,
         Invocation::Logout { config, all } => logout(config, all).await,
+        Invocation::Setup { config, json, argv } => crate::setup::run(config, json, argv).await,
     }
 }
 
@@ -123,9 +124,11 @@ async fn proxy(config: Config) -> Result<ExitCode, Error> {
 }
 
 async fn status(config: Config, json: bool) -> Result<ExitCode, Error> {
+    // Warnings (a keychain that fell back, a corrupt cache file) go to stderr.
+    crate::log::init(config.log);
     let tm = token_manager(&config, false)?;
-    let cache = tm.cache().path();
     let tokens = tm.peek().await;
+    let stored = tm.cache().describe();
     let now = token_cache::now();
     let report = crate::api::status_report(&tm, tokens.as_ref()).await;
     let (issuer, client) = (
@@ -138,16 +141,11 @@ async fn status(config: Config, json: bool) -> Result<ExitCode, Error> {
     } else {
         match &tokens {
             None => format!(
-                "Not logged in to {} as client `{}`.\nCache file: {}\nRun `authful-mcp-proxy login` to log in.\n",
-                issuer,
-                client,
-                cache
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "(none: no home directory)".into())
+                "Not logged in to {} as client `{}`.\nTokens kept in: {}\nRun `authful-mcp-proxy login` to log in.\n",
+                issuer, client, stored
             ),
             Some(t) => format!(
-                "Logged in to {} as client `{}`{}.\nScopes: {}\nAccess token: {}\nRefresh token: {}\nCache file: {}\n",
+                "Logged in to {} as client `{}`{}.\nScopes: {}\nAccess token: {}\nRefresh token: {}\nTokens kept in: {}\n",
                 issuer,
                 client,
                 who(t),
@@ -161,7 +159,7 @@ async fn status(config: Config, json: bool) -> Result<ExitCode, Error> {
                 } else {
                     "none (a browser login is needed when the access token expires)"
                 },
-                cache.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+                stored
             ),
         }
     };
@@ -174,9 +172,10 @@ async fn status(config: Config, json: bool) -> Result<ExitCode, Error> {
 }
 
 async fn logout(config: Config, all: bool) -> Result<ExitCode, Error> {
+    crate::log::init(config.log);
     if all {
-        let (dir, n) = crate::api::remove_all_logins(&config)?;
-        eprintln!("authful-mcp-proxy: removed {n} cached login(s) from {}", dir.display());
+        let (place, n) = crate::api::remove_all_logins(&config)?;
+        eprintln!("authful-mcp-proxy: removed {n} cached login(s) from {place}");
         return Ok(ExitCode::Ok);
     }
     let removed = crate::api::remove_login(&token_manager(&config, false)?).await?;

@@ -5,7 +5,7 @@
 //! Parsed with `lexopt` and a help text written out below: the whole command line is two
 //! dozen options, and a derive-based parser would cost a sixth of the addon's size.
 
-use crate::config::{Config, ConfigError, Protocol, Transport};
+use crate::config::{Config, ConfigError, Protocol, StoreKind, Transport};
 use lexopt::prelude::*;
 use std::path::PathBuf;
 
@@ -22,6 +22,9 @@ Commands:
   logout    Remove this configuration's cached tokens (--all: every cached login)
   status    Show who is logged in for this configuration, never a token value (--json: as JSON)
   token     Print a valid access token to stdout (refreshing or logging in as needed)
+  setup     Check every step from the server to a working login, with a fix for each failure,
+            and print the configuration for Claude Desktop, Cursor, Windsurf, VS Code and
+            Claude Code (--json: as JSON)
 
 Arguments:
   [MCP_BACKEND_URL]  Remote MCP server URL (Streamable HTTP, or legacy HTTP+SSE)
@@ -81,6 +84,12 @@ Login:
                                     provider [env: MCP_PROXY_ID_TOKEN_FILE]
       --cache-dir <DIR>             Token cache directory [env: MCP_PROXY_CACHE_DIR]
                                     [default: ~/.fastmcp/oauth-mcp-client-cache]
+      --token-store <STORE>         file | keychain | memory: where tokens are kept. `keychain`
+                                    puts the refresh token in the OS credential store (macOS
+                                    Keychain, Windows Credential Manager, Secret Service) and
+                                    falls back to the file with a warning; `memory` writes
+                                    nothing, each process logs in for itself
+                                    [env: MCP_PROXY_TOKEN_STORE] [default: file]
 
 Connection:
   -H, --header <NAME: VALUE>        Extra header for every backend request (repeatable; `${VAR}`
@@ -113,15 +122,16 @@ Output:
       --debug                       Detailed debug logging, never a secret
                                     [env: MCP_PROXY_DEBUG=1|true|yes|on]
       --all                         (logout) Remove every cached login in the cache directory
-      --json                        (status) Print the status as JSON
+      --json                        (status, setup) Print the result as JSON
   -h, --help                        Print this help
   -V, --version                     Print the version
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error, 3 login failed,
-4 not logged in (status).
+4 not logged in (status). `setup` exits with the code of the first failing step.
 
 Examples:
   authful-mcp-proxy https://mcp.example.com/mcp
+  authful-mcp-proxy setup https://mcp.example.com/mcp
   authful-mcp-proxy login https://mcp.example.com/mcp
   authful-mcp-proxy status --json
   authful-mcp-proxy token | xargs -I{} curl -H 'Authorization: Bearer {}' ...
@@ -149,6 +159,7 @@ pub struct Opts {
     pub mcp_client_secret: Option<String>,
     pub id_token_file: Option<PathBuf>,
     pub cache_dir: Option<PathBuf>,
+    pub token_store: StoreKind,
     pub headers: Vec<String>,
     pub transport: Transport,
     pub protocol: Protocol,
@@ -185,6 +196,7 @@ impl Default for Opts {
             mcp_client_secret: None,
             id_token_file: None,
             cache_dir: None,
+            token_store: StoreKind::File,
             headers: Vec::new(),
             transport: Transport::Auto,
             protocol: Protocol::Auto,
@@ -272,6 +284,18 @@ fn protocol(source: &str, s: &str) -> Result<Protocol, ConfigError> {
     }
 }
 
+fn token_store(source: &str, s: &str) -> Result<StoreKind, ConfigError> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "" | "file" => Ok(StoreKind::File),
+        "keychain" => Ok(StoreKind::Keychain),
+        "memory" => Ok(StoreKind::Memory),
+        _ => Err(bad_value(
+            source,
+            format!("`{s}` is not one of `file`, `keychain`, `memory`"),
+        )),
+    }
+}
+
 /// The environment, as a lookup (tests pass their own).
 struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
 
@@ -316,6 +340,7 @@ enum Command {
     Logout,
     Status,
     Token,
+    Setup,
 }
 
 impl Command {
@@ -325,6 +350,7 @@ impl Command {
             "logout" => Command::Logout,
             "status" => Command::Status,
             "token" => Command::Token,
+            "setup" => Command::Setup,
             _ => return None,
         })
     }
@@ -357,6 +383,12 @@ pub enum Invocation {
         json: bool,
     },
     Token(Config),
+    /// `setup`: `argv` is the command line as given, for the host configurations it prints.
+    Setup {
+        config: Config,
+        json: bool,
+        argv: Vec<String>,
+    },
     /// `--help` / `--version`: text for stderr (or stdout when not proxying), exit 0.
     Info(String),
 }
@@ -397,6 +429,7 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
             Long("no-resource") => no_resource = Source::Argv,
             Long("authorize-param") => o.authorize_params.push(value!("--authorize-param")),
             Long("cache-dir") => o.cache_dir = Some(PathBuf::from(value!("--cache-dir").trim())),
+            Long("token-store") => o.token_store = token_store("--token-store", &value!("--token-store"))?,
             Long("client-private-key") => {
                 o.client_private_key = Some(PathBuf::from(value!("--client-private-key").trim()))
             }
@@ -508,6 +541,9 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
     if let Some(v) = var("MCP_PROXY_CACHE_DIR", "--cache-dir") {
         o.cache_dir = Some(PathBuf::from(v.trim()));
     }
+    if let Some(v) = var("MCP_PROXY_TOKEN_STORE", "--token-store") {
+        o.token_store = token_store("MCP_PROXY_TOKEN_STORE", &v)?;
+    }
     if let Some(v) = var("MCP_PROXY_CA_FILE", "--ca-file") {
         o.ca_file = Some(PathBuf::from(v.trim()));
     }
@@ -543,14 +579,15 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
     if all && command != Command::Logout {
         return Err(usage("`--all` belongs to `logout`"));
     }
-    if json && command != Command::Status {
-        return Err(usage("`--json` belongs to `status`"));
+    if json && !matches!(command, Command::Status | Command::Setup) {
+        return Err(usage("`--json` belongs to `status` and `setup`"));
     }
 
     let debug_env = env
         .get("MCP_PROXY_DEBUG")
         .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
-    let proxying = command == Command::Proxy;
+    // `setup` checks what the proxy would do, so it needs a backend too.
+    let proxying = matches!(command, Command::Proxy | Command::Setup);
     let config = Config::from_parts(url.or_else(|| env.get("MCP_BACKEND_URL")), o, debug_env, proxying)?;
     Ok(match command {
         Command::Proxy => Invocation::Proxy(config),
@@ -558,6 +595,11 @@ fn parse_with(argv: &[String], lookup: &dyn Fn(&str) -> Option<String>) -> Resul
         Command::Logout => Invocation::Logout { config, all },
         Command::Status => Invocation::Status { config, json },
         Command::Token => Invocation::Token(config),
+        Command::Setup => Invocation::Setup {
+            config,
+            json,
+            argv: argv.to_vec(),
+        },
     })
 }
 
@@ -858,6 +900,25 @@ mod tests {
         );
         let c = proxy(&["--silent", URL], &vars);
         assert_eq!(c.log, LogLevel::Silent);
+    }
+
+    #[test]
+    fn token_store_from_flag_or_environment() {
+        let vars = [("OIDC_ISSUER_URL", "https://i.example")];
+        assert_eq!(proxy(&[URL], &vars).token_store, StoreKind::File, "the default");
+        let mut env = vars.to_vec();
+        env.push(("MCP_PROXY_TOKEN_STORE", "Keychain"));
+        let c = proxy(&[URL], &env);
+        assert_eq!(
+            (c.token_store, c.auth.unwrap().token_store),
+            (StoreKind::Keychain, StoreKind::Keychain)
+        );
+        assert_eq!(
+            proxy(&["--token-store=memory", URL], &env).token_store,
+            StoreKind::Memory,
+            "the flag wins"
+        );
+        assert!(usage_error(&["--token-store", "vault", URL], &vars).contains("`file`, `keychain`, `memory`"));
     }
 
     #[test]

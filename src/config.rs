@@ -34,6 +34,28 @@ pub enum Protocol {
     Modern,
 }
 
+/// Where tokens are kept between runs (`--token-store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoreKind {
+    /// The original's cache folder, one 0600 file per login.
+    #[default]
+    File,
+    /// The refresh token in the OS credential store, the rest in the cache file.
+    Keychain,
+    /// Nothing on disk: each process logs in for itself.
+    Memory,
+}
+
+impl StoreKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreKind::File => "file",
+            StoreKind::Keychain => "keychain",
+            StoreKind::Memory => "memory",
+        }
+    }
+}
+
 /// How tokens are obtained when neither the cache nor a refresh can give one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrantKind {
@@ -78,6 +100,7 @@ pub struct AuthConfig {
     pub auth_timeout: Duration,
     /// Where tokens are cached; `None` when no home directory is known (tokens stay in memory).
     pub cache_dir: Option<PathBuf>,
+    pub token_store: StoreKind,
     /// RFC 8707 resource the tokens are for (set with `--resource`); part of the cache key.
     pub resource: Option<String>,
     /// `--no-resource`: never send `resource`.
@@ -139,6 +162,7 @@ pub struct Config {
     pub log: LogLevel,
     pub banner: bool,
     pub cache_dir: Option<PathBuf>,
+    pub token_store: StoreKind,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -515,6 +539,7 @@ impl Config {
                 redirect_url,
                 auth_timeout: Duration::from_secs(o.auth_timeout.max(1)),
                 cache_dir: cache_dir.clone(),
+                token_store: o.token_store,
                 resource,
                 no_resource: o.no_resource,
                 backend: backend_url.clone(),
@@ -553,6 +578,7 @@ impl Config {
             log,
             banner: !o.no_banner && !o.silent,
             cache_dir,
+            token_store: o.token_store,
         })
     }
 }

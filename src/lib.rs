@@ -13,9 +13,11 @@ pub mod error;
 pub mod http;
 pub mod log;
 pub mod secret;
+pub mod setup;
 pub mod shutdown;
 pub mod token_cache;
 pub mod token_source;
+pub mod token_store;
 
 #[cfg(feature = "napi")]
 mod napi;

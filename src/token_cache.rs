@@ -197,6 +197,16 @@ impl TokenCache {
         }
     }
 
+    /// The entry's name: the readable issuer plus a hash of the whole key.
+    pub fn stem(&self) -> &str {
+        &self.stem
+    }
+
+    /// The issuer and client the entry is for, as named in it.
+    pub fn names(&self) -> (&str, &str) {
+        (&self.issuer, &self.client_id)
+    }
+
     pub fn path(&self) -> Option<PathBuf> {
         self.dir.as_ref().map(|d| d.join(format!("{}_tokens.json", self.stem)))
     }
@@ -497,6 +507,7 @@ mod tests {
             redirect_url: Url::parse("http://localhost:8080/auth/callback").unwrap(),
             auth_timeout: Duration::from_secs(5),
             cache_dir: Some(dir.to_path_buf()),
+            token_store: crate::config::StoreKind::File,
             resource: None,
             no_resource: false,
             backend: None,

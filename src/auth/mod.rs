@@ -15,7 +15,8 @@ mod source;
 
 use crate::config::{AuthConfig, GrantKind};
 use crate::secret::Secret;
-use crate::token_cache::{now, Discovered, TokenCache, Tokens};
+use crate::token_cache::{now, Discovered, Tokens};
+use crate::token_store::TokenStore;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -217,7 +218,7 @@ pub struct TokenManager {
     /// cached token never needs it (nor the system certificate store it loads).
     http: std::sync::OnceLock<reqwest::Client>,
     make_http: std::sync::Mutex<Option<HttpFactory>>,
-    cache: TokenCache,
+    cache: TokenStore,
     inner: tokio::sync::Mutex<Inner>,
     /// A copy of the current access token for callers that must not wait (shutdown).
     current: std::sync::Mutex<Option<Secret<String>>>,
@@ -230,7 +231,7 @@ pub struct TokenManager {
 impl TokenManager {
     /// `interactive`: whether a user login may be started when nothing else works.
     pub fn new(cfg: AuthConfig, make_http: HttpFactory, interactive: bool) -> Arc<Self> {
-        let cache = TokenCache::new(&cfg);
+        let cache = TokenStore::new(&cfg);
         Arc::new(TokenManager {
             cfg,
             http: std::sync::OnceLock::new(),
@@ -259,7 +260,7 @@ impl TokenManager {
         })
     }
 
-    pub fn cache(&self) -> &TokenCache {
+    pub fn cache(&self) -> &TokenStore {
         &self.cache
     }
 
