@@ -102,3 +102,22 @@ impl Conn {
         }
     }
 }
+
+/// What an HTTP error from the MCP server says, in one line: the status, with a hint for 401
+/// and 403, or the start of a short text or JSON body.
+pub fn http_error_text(status: u16, ctype: &str, body: &[u8]) -> String {
+    let detail = match status {
+        401 => " (the access token was refused; check the issuer, client ID and scopes, or run `authful-mcp-proxy logout` and log in again)".to_string(),
+        403 => " (access denied: the token lacks a scope or permission this server needs)".to_string(),
+        _ if ctype.starts_with("text/plain") || ctype.starts_with("application/json") => {
+            let t: String = String::from_utf8_lossy(body).chars().filter(|c| !c.is_control()).take(200).collect();
+            if t.trim().is_empty() {
+                String::new()
+            } else {
+                format!(": {}", t.trim())
+            }
+        }
+        _ => String::new(),
+    };
+    format!("the MCP server answered HTTP {status}{detail}")
+}

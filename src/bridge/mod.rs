@@ -14,7 +14,7 @@ pub mod stdio;
 pub mod streamable;
 
 pub use crate::http::describe;
-pub use conn::Conn;
+pub use conn::{http_error_text, Conn};
 pub(crate) use message::Envelope;
 pub use message::{classify, codes, Kind, Msg, Waiting};
 

@@ -307,16 +307,7 @@ impl Streamable {
                 }
             }
         }
-        let detail = match status.as_u16() {
-            401 => " (the access token was refused; check the issuer, client ID and scopes, or run `authful-mcp-proxy logout` and log in again)".to_string(),
-            403 => " (access denied: the token lacks a scope or permission this server needs)".to_string(),
-            _ if ctype.starts_with("text/plain") || ctype.starts_with("application/json") => {
-                let t: String = String::from_utf8_lossy(&body).chars().filter(|c| !c.is_control()).take(200).collect();
-                if t.trim().is_empty() { String::new() } else { format!(": {}", t.trim()) }
-            }
-            _ => String::new(),
-        };
-        let text = format!("the MCP server answered HTTP {}{detail}", status.as_u16());
+        let text = super::conn::http_error_text(status.as_u16(), ctype, &body);
         self.conn.fail(msg, codes::BACKEND, &text);
     }
 
