@@ -20,6 +20,7 @@ import { killStrayBrowsers, waitFor } from './helpers/rig.mjs';
 import { completeDeviceLogin, parseDevicePrompt } from './helpers/device.mjs';
 import { completeLogin } from './helpers/browser.mjs';
 import { startIdp } from '../examples/idp.mjs';
+import { startBackend } from '../examples/backend.mjs';
 import {
   AUTH_ERROR, CLI, setup as baseSetup, startProxy, connectProxy, whoami, callJson, spawnRaw, runCli,
   waitPastExpiry, within, sleep, freePort,
@@ -232,6 +233,31 @@ test('a plain OAuth 2.1 authorization server (RFC 8414, no jwks_uri, no openid):
   assert.ok(scope.has('mcp:tools'), `the server's scopes: ${[...scope]}`);
   assert.ok(scope.has('offline_access'), `offline_access, which the server lists: ${[...scope]}`);
   assert.ok(ctx.readCache().entry.tokens.refresh_token, 'a refresh token came back');
+});
+
+test('a 2025-03-26 server (no protected resource metadata, its authorization server on its own origin): discovered there, login works', T, async (t) => {
+  const ctx = await setup(t, DISCOVERY);
+  // The example parts on one origin: the identity provider serves /mcp by forwarding it to a
+  // backend that offers no protected resource metadata.
+  const port = await freePort();
+  const origin = `http://127.0.0.1:${port}`;
+  const backend = await startBackend({ issuer: origin, audience: `${origin}/mcp`, protectedResourceMetadata: false });
+  ctx.defer(() => backend.close());
+  const idp = await startIdp({ port, resource: `${origin}/mcp`, mcpUpstream: backend.url });
+  ctx.defer(() => idp.close());
+  // Such a server names no scopes: the user gives them (the example provider grants
+  // nothing for `offline_access` alone).
+  const p = await connectProxy(ctx, { args: ctx.redirectArgs, backendUrl: `${origin}/mcp`, env: { OIDC_SCOPES: 'mcp:tools' } });
+  const who = await whoami(p.client);
+  assert.equal(who.iss, origin);
+  assert.equal(who.aud, `${origin}/mcp`);
+  const meta = idp.requests.filter((r) => String(r.ua).startsWith('authful-mcp-proxy/') && r.path.startsWith('/.well-known/'));
+  assert.ok(meta.some((r) => r.path === '/.well-known/oauth-protected-resource/mcp'), 'protected resource metadata asked for first');
+  assert.ok(meta.some((r) => r.path === '/.well-known/oauth-authorization-server'), 'then the metadata on the MCP server\'s origin');
+  assert.equal(idp.stats.registrations, 1, 'registered there');
+  const d = ctx.readCache().entry.discovered;
+  assert.equal(d.issuer, origin);
+  assert.equal(d.fallback, true, 'cached as a 2025-03-26 server');
 });
 
 test('a server that needs no login, no OIDC_ISSUER_URL: bridged without a token, one notice, no login', T, async (t) => {

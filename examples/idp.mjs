@@ -89,6 +89,9 @@ export function defaultClients() {
  * @param {boolean} [opts.plainOAuth=false]   serve `/.well-known/oauth-authorization-server` as
  *                                              a plain OAuth 2.1 server would (RFC 8414: no
  *                                              `jwks_uri`, no OpenID fields, no `openid` scope)
+ * @param {string} [opts.mcpUpstream]         forward `/mcp` on this provider's origin to this MCP
+ *                                              server URL (an MCP server and its authorization
+ *                                              server on one origin, as MCP 2025-03-26 has it)
  * @param {number} [opts.deviceCodeTtl=600]     seconds a device code (RFC 8628) stays valid
  * @param {object} [opts.crossApp]              test knob: enterprise-managed authorization
  *                                              (SEP-990) with this provider as both the company
@@ -320,7 +323,13 @@ export async function startIdp(opts = {}) {
     await next();
   });
 
-  server.on('request', provider.callback());
+  const callback = provider.callback();
+  server.on('request', (req, res) => {
+    // An MCP server on the provider's own origin (a 2025-03-26 deployment: no protected
+    // resource metadata, the authorization server at the MCP server's origin).
+    if (opts.mcpUpstream && (req.url === '/mcp' || req.url.startsWith('/mcp?'))) return forward(req, res, opts.mcpUpstream);
+    return callback(req, res);
+  });
 
   /** Fail the next token-endpoint requests on purpose, one failure each (see startIdp). */
   function failTokenRequests(...list) {
@@ -428,4 +437,19 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const stop = async () => { await idp.close(); process.exit(0); };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+}
+
+/** Pipe one HTTP request to `target` (a URL) and its answer back, streams as they come. */
+function forward(req, res, target) {
+  const url = new URL(target);
+  const upstream = http.request(
+    { host: url.hostname, port: url.port, path: url.pathname + (req.url.includes('?') ? req.url.slice(req.url.indexOf('?')) : ''), method: req.method, headers: { ...req.headers, host: url.host } },
+    (answer) => {
+      res.writeHead(answer.statusCode, answer.headers);
+      answer.pipe(res);
+    },
+  );
+  upstream.on('error', () => { if (!res.headersSent) res.writeHead(502); res.end(); });
+  res.on('close', () => upstream.destroy());
+  req.pipe(upstream);
 }
