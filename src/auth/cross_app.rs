@@ -72,9 +72,24 @@ fn form_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// One token request: a form POST with the client's authentication; no redirects (the
-/// client is built without them).
+/// One token request, tried again through a provider's hiccup as every token request is
+/// (see `retry`): a form POST with the client's authentication; no redirects (the client is
+/// built without them).
 async fn token_request(
+    http: &reqwest::Client,
+    endpoint: &str,
+    client: &ClientAuth<'_>,
+    form: Vec<(&'static str, String)>,
+) -> Result<TokenResponse, AuthError> {
+    super::retry::with_retry(
+        &format!("the token request to `{endpoint}`"),
+        super::retry::PATIENCE,
+        || token_request_once(http, endpoint, client, form.clone()),
+    )
+    .await
+}
+
+async fn token_request_once(
     http: &reqwest::Client,
     endpoint: &str,
     client: &ClientAuth<'_>,
@@ -108,6 +123,14 @@ async fn token_request(
         .await
         .map_err(|e| AuthError::Network(format!("`{endpoint}`: {}", crate::bridge::describe(&e))))?;
     let status = resp.status();
+    let answer = super::retry::Answer {
+        status: status.as_u16(),
+        retry_after: resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| super::retry::parse_retry_after(v, std::time::SystemTime::now())),
+    };
     let body = resp
         .bytes()
         .await
@@ -115,11 +138,23 @@ async fn token_request(
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     if !status.is_success() {
         return Err(match text(&v, "error") {
+            Some(error) if matches!(error.as_str(), "temporarily_unavailable" | "server_error") => {
+                AuthError::Unavailable {
+                    detail: format!("`{error}`{}", super::describe_opt(&text(&v, "error_description"))),
+                    retry_after: answer.retry_after,
+                    tries: 1,
+                }
+            }
             Some(error) => AuthError::TokenRefused {
                 error,
                 description: text(&v, "error_description"),
             },
-            None => AuthError::Network(format!("`{endpoint}` answered HTTP {}", status.as_u16())),
+            None if answer.is_transient() => AuthError::Unavailable {
+                detail: format!("HTTP {}", status.as_u16()),
+                retry_after: answer.retry_after,
+                tries: 1,
+            },
+            None => AuthError::Unexpected(format!("`{endpoint}` answered HTTP {}", status.as_u16())),
         });
     }
     // The body is never printed: it holds a token.
@@ -497,7 +532,7 @@ mod tests {
     /// (path, Authorization header, form).
     type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>, Vec<(String, String)>)>>>;
 
-    async fn fake_server(routes: Vec<(&'static str, u16, serde_json::Value)>) -> (String, Seen) {
+    async fn fake_server(mut routes: Vec<(&'static str, u16, serde_json::Value)>) -> (String, Seen) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -538,11 +573,15 @@ mod tests {
                     .map(str::to_string);
                 let form = url::form_urlencoded::parse(&body).into_owned().collect();
                 log.lock().unwrap().push((path.clone(), auth, form));
-                let (status, json) = routes
-                    .iter()
-                    .find(|(p, ..)| *p == path)
-                    .map(|(_, s, j)| (*s, j.to_string()))
-                    .unwrap_or((404, "{}".into()));
+                // A 5xx route answers once (a hiccup); the next route for the path then.
+                let (status, json) = match routes.iter().position(|(p, ..)| *p == path) {
+                    Some(i) if routes[i].1 >= 500 => {
+                        let (_, s, j) = routes.remove(i);
+                        (s, j.to_string())
+                    }
+                    Some(i) => (routes[i].1, routes[i].2.to_string()),
+                    None => (404, "{}".into()),
+                };
                 let resp = format!(
                     "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
                     json.len()
@@ -657,6 +696,38 @@ mod tests {
                 other => panic!("{path}: expected a refusal, got {other:?}"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_provider_hiccup_is_tried_again() {
+        // One 503 and one `temporarily_unavailable`, then the ID-JAG: no error.
+        let (base, seen) = fake_server(vec![
+            ("/t", 503, serde_json::json!({})),
+            ("/t", 500, serde_json::json!({"error": "temporarily_unavailable"})),
+            (
+                "/t",
+                200,
+                serde_json::json!({"access_token": "jag", "issued_token_type": ID_JAG}),
+            ),
+        ])
+        .await;
+        let te = format!("{base}/t");
+        let idp = IdentityProvider {
+            token_endpoint: &te,
+            client: ClientAuth::Public { client_id: "i" },
+        };
+        let mcp = McpAuthorizationServer {
+            issuer: "https://as.example",
+            token_endpoint: "http://127.0.0.1:1/unused",
+            client: ClientAuth::Public { client_id: "m" },
+            resource: "https://mcp.example/mcp",
+            scopes: &[],
+        };
+        let jag = request_id_jag(&reqwest::Client::new(), &idp, &Secret::new("t".into()), &mcp)
+            .await
+            .expect("the third try succeeds");
+        assert_eq!(jag.expose(), "jag");
+        assert_eq!(seen.lock().unwrap().len(), 3);
     }
 
     #[test]
