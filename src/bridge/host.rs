@@ -184,14 +184,15 @@ impl Unread {
             if start.elapsed() >= bound {
                 break;
             }
-            // The reader is usually awake within microseconds: yield first, then nap longer
-            // and longer (up to a millisecond).
+            // The reader is usually awake within microseconds: yield first, then nap a little
+            // longer each time (a fifth of a millisecond at most: the answer should follow
+            // the client's read closely).
             spins += 1;
             if spins < 50 {
                 std::thread::yield_now();
             } else {
                 std::thread::sleep(nap);
-                nap = (nap * 2).min(Duration::from_millis(1));
+                nap = (nap * 2).min(Duration::from_micros(200));
             }
         }
         start.elapsed()
