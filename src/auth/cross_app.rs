@@ -678,13 +678,7 @@ mod tests {
         ])
         .await;
         let http = reqwest::Client::new();
-        let mcp = McpAuthorizationServer {
-            issuer: "https://as.example",
-            token_endpoint: "http://127.0.0.1:1/unused",
-            client: ClientAuth::Public { client_id: "m" },
-            resource: "https://mcp.example/mcp",
-            scopes: &[],
-        };
+        let mcp = unused_mcp_server();
         for (path, want) in [("/refuse", "invalid_grant"), ("/wrong", "unexpected_token_type")] {
             let te = format!("{base}{path}");
             let idp = IdentityProvider {
@@ -695,6 +689,17 @@ mod tests {
                 Err(AuthError::TokenRefused { error, .. }) => assert_eq!(error, want),
                 other => panic!("{path}: expected a refusal, got {other:?}"),
             }
+        }
+    }
+
+    /// An MCP authorization server the identity provider step never reaches.
+    fn unused_mcp_server() -> McpAuthorizationServer<'static> {
+        McpAuthorizationServer {
+            issuer: "https://as.example",
+            token_endpoint: "http://127.0.0.1:1/unused",
+            client: ClientAuth::Public { client_id: "m" },
+            resource: "https://mcp.example/mcp",
+            scopes: &[],
         }
     }
 
@@ -716,13 +721,7 @@ mod tests {
             token_endpoint: &te,
             client: ClientAuth::Public { client_id: "i" },
         };
-        let mcp = McpAuthorizationServer {
-            issuer: "https://as.example",
-            token_endpoint: "http://127.0.0.1:1/unused",
-            client: ClientAuth::Public { client_id: "m" },
-            resource: "https://mcp.example/mcp",
-            scopes: &[],
-        };
+        let mcp = unused_mcp_server();
         let jag = request_id_jag(&reqwest::Client::new(), &idp, &Secret::new("t".into()), &mcp)
             .await
             .expect("the third try succeeds");

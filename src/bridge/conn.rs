@@ -57,15 +57,10 @@ impl Conn {
         self.auth.token_now()
     }
 
-    /// The server answered 401 to a request sent with `token`: true if it should be sent
-    /// again (the token source has a new token, or now knows where to log in).
-    pub async fn rejected(&self, token: &Option<Secret<String>>, resp: &reqwest::Response) -> bool {
-        self.auth.refused(Refusal::from_response(token.as_ref(), resp)).await
-    }
-
-    /// The server answered 403 (a step-up to more scopes, when it says
-    /// `insufficient_scope`): true if the request should be sent again.
-    pub async fn step_up(&self, token: &Option<Secret<String>>, resp: &reqwest::Response) -> bool {
+    /// The server refused a request sent with `token` (401: no or a bad token; 403: maybe
+    /// not enough scope): true if it should be sent again, the token source now having a new
+    /// token, more scopes, or where to log in.
+    pub async fn refused(&self, token: &Option<Secret<String>>, resp: &reqwest::Response) -> bool {
         self.auth.refused(Refusal::from_response(token.as_ref(), resp)).await
     }
 

@@ -80,7 +80,7 @@ impl Legacy {
                 .send()
                 .await
                 .map_err(|e| format!("cannot reach the MCP server at {}: {}", self.conn.url, describe(&e)))?;
-            if r.status() == StatusCode::UNAUTHORIZED && auth_retry && self.conn.rejected(&token, &r).await {
+            if r.status() == StatusCode::UNAUTHORIZED && auth_retry && self.conn.refused(&token, &r).await {
                 auth_retry = false;
                 continue;
             }
@@ -113,7 +113,7 @@ impl Legacy {
                         format!("cannot reach the MCP server at {}: {}", self.conn.url, describe(&e)),
                     )
                 })?;
-            if r.status() == StatusCode::UNAUTHORIZED && auth_retry && self.conn.rejected(&token, &r).await {
+            if r.status() == StatusCode::UNAUTHORIZED && auth_retry && self.conn.refused(&token, &r).await {
                 auth_retry = false;
                 continue;
             }

@@ -162,11 +162,11 @@ impl Streamable {
                 }
             };
             let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED && auth_retry && self.conn.rejected(&token, &resp).await {
+            if status == StatusCode::UNAUTHORIZED && auth_retry && self.conn.refused(&token, &resp).await {
                 auth_retry = false;
                 continue;
             }
-            if status == StatusCode::FORBIDDEN && step_up_retry && self.conn.step_up(&token, &resp).await {
+            if status == StatusCode::FORBIDDEN && step_up_retry && self.conn.refused(&token, &resp).await {
                 step_up_retry = false;
                 continue;
             }
@@ -402,7 +402,7 @@ impl Streamable {
                     }
                 }
                 Ok(r) if r.status() == StatusCode::UNAUTHORIZED => {
-                    self.conn.rejected(&token, &r).await;
+                    self.conn.refused(&token, &r).await;
                 }
                 Ok(r) => {
                     tracing::debug!("resuming got HTTP {}", r.status().as_u16());
@@ -485,7 +485,7 @@ impl Streamable {
                     return;
                 }
                 Ok(r) if r.status() == StatusCode::UNAUTHORIZED => {
-                    self.conn.rejected(&token, &r).await;
+                    self.conn.refused(&token, &r).await;
                     failures += 1;
                 }
                 Ok(r) if r.status().is_success() && sse::is_event_stream(&r) => {
@@ -535,7 +535,7 @@ impl Streamable {
         let resp = loop {
             let token = self.conn.bearer().await.map_err(|e| e.to_string())?;
             let r = self.post(body.clone(), None, &token).await.map_err(|e| describe(&e))?;
-            if r.status() == StatusCode::UNAUTHORIZED && auth_retry && self.conn.rejected(&token, &r).await {
+            if r.status() == StatusCode::UNAUTHORIZED && auth_retry && self.conn.refused(&token, &r).await {
                 auth_retry = false;
                 continue;
             }

@@ -188,11 +188,11 @@ impl Modern {
                 }
             };
             let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED && auth_retry && self.conn.rejected(&token, &resp).await {
+            if status == StatusCode::UNAUTHORIZED && auth_retry && self.conn.refused(&token, &resp).await {
                 auth_retry = false;
                 continue;
             }
-            if status == StatusCode::FORBIDDEN && step_up_retry && self.conn.step_up(&token, &resp).await {
+            if status == StatusCode::FORBIDDEN && step_up_retry && self.conn.refused(&token, &resp).await {
                 step_up_retry = false;
                 continue;
             }
@@ -413,7 +413,7 @@ impl Modern {
                 .post(body.clone(), h.clone(), &token)
                 .await
                 .map_err(|e| describe(&e))?;
-            if resp.status() == StatusCode::UNAUTHORIZED && auth_retry && self.conn.rejected(&token, &resp).await {
+            if resp.status() == StatusCode::UNAUTHORIZED && auth_retry && self.conn.refused(&token, &resp).await {
                 auth_retry = false;
                 continue;
             }
